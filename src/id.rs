@@ -1,0 +1,217 @@
+//! Identities: 256-bit keys, XOR distance and common-prefix length.
+//!
+//! Node ids and record keys live in the same 256-bit space (SHA-256 output), so
+//! one type, [`Key`], serves both; [`NodeId`] is an alias that says which role a
+//! key plays.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::rng::Rng;
+
+/// Length of a key in bytes.
+pub const KEY_LEN: usize = 32;
+/// Length of a key in bits.
+pub const KEY_BITS: usize = KEY_LEN * 8;
+
+/// A 256-bit identifier: a node id or a record key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key(pub [u8; KEY_LEN]);
+
+/// A key used as a node's identity.
+pub type NodeId = Key;
+
+/// The XOR distance between two keys, ordered as a 256-bit big-endian integer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Distance(pub [u8; KEY_LEN]);
+
+impl Key {
+    /// The all-zero key.
+    pub const ZERO: Key = Key([0; KEY_LEN]);
+
+    /// The key of arbitrary bytes: their SHA-256 digest.
+    pub fn hash(data: &[u8]) -> Key {
+        let digest = Sha256::digest(data);
+        let mut out = [0u8; KEY_LEN];
+        out.copy_from_slice(&digest);
+        Key(out)
+    }
+
+    /// A key drawn uniformly from the seeded generator.
+    pub fn random(rng: &mut Rng) -> Key {
+        let mut out = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut out);
+        Key(out)
+    }
+
+    /// A random key that shares exactly `prefix_len` leading bits with `self`
+    /// (and so lies in bucket `prefix_len` of `self`'s routing table). With
+    /// `prefix_len >= KEY_BITS` the result is `self`.
+    pub fn random_with_prefix(&self, prefix_len: usize, rng: &mut Rng) -> Key {
+        if prefix_len >= KEY_BITS {
+            return *self;
+        }
+        let mut out = Key::random(rng).0;
+        let byte = prefix_len / 8;
+        let bit = prefix_len % 8;
+        out[..byte].copy_from_slice(&self.0[..byte]);
+        // Keep the first `bit` bits of `self`, flip bit `prefix_len`, keep the random rest.
+        let keep_mask: u8 = if bit == 0 { 0 } else { 0xFF << (8 - bit) };
+        let flip: u8 = 0x80 >> bit;
+        let rest_mask = !keep_mask & !flip;
+        out[byte] = (self.0[byte] & keep_mask) | (!self.0[byte] & flip) | (out[byte] & rest_mask);
+        Key(out)
+    }
+
+    /// The XOR distance from `self` to `other`.
+    pub fn distance(&self, other: &Key) -> Distance {
+        let mut out = [0u8; KEY_LEN];
+        for (o, (a, b)) in out.iter_mut().zip(self.0.iter().zip(other.0.iter())) {
+            *o = a ^ b;
+        }
+        Distance(out)
+    }
+
+    /// Number of leading bits `self` and `other` share (256 when equal).
+    pub fn common_prefix_len(&self, other: &Key) -> usize {
+        self.distance(other).leading_zeros()
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl Distance {
+    /// The distance of a key to itself.
+    pub const ZERO: Distance = Distance([0; KEY_LEN]);
+    /// The largest possible distance.
+    pub const MAX: Distance = Distance([0xFF; KEY_LEN]);
+
+    /// Number of leading zero bits (256 for the zero distance).
+    pub fn leading_zeros(&self) -> usize {
+        for (i, b) in self.0.iter().enumerate() {
+            if *b != 0 {
+                return i * 8 + b.leading_zeros() as usize;
+            }
+        }
+        KEY_BITS
+    }
+
+    /// The distance's top 64 bits as an integer: a cheap, monotone summary
+    /// used where a full 256-bit comparison is not needed (statistics).
+    pub fn high_u64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(b)
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Key {
+    /// Full lowercase hex (64 characters).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    /// The first 8 bytes in hex, enough to tell ids apart in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0[..8])?;
+        f.write_str("…")
+    }
+}
+
+impl fmt::Display for Distance {
+    /// Full lowercase hex (64 characters).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for Distance {
+    /// The number of leading zero bits and the first 8 bytes in hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "d(lz={}, ", self.leading_zeros())?;
+        write_hex(f, &self.0[..8])?;
+        f.write_str("…)")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Key {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=[u8]:02x}…", self.0[..8])
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Distance {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "d({=[u8]:02x}…)", self.0[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = Key> {
+        any::<[u8; 32]>().prop_map(Key)
+    }
+
+    #[test]
+    fn hash_is_sha256() {
+        // SHA-256("abc"), the FIPS 180-2 test vector.
+        let k = Key::hash(b"abc");
+        let mut s = heapless::String::<64>::new();
+        core::fmt::write(&mut s, format_args!("{k}")).unwrap();
+        assert_eq!(s.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn prefix_len_edges() {
+        let a = Key::ZERO;
+        assert_eq!(a.common_prefix_len(&a), KEY_BITS);
+        let mut b = Key::ZERO;
+        b.0[0] = 0x80;
+        assert_eq!(a.common_prefix_len(&b), 0);
+        b.0[0] = 0;
+        b.0[31] = 1;
+        assert_eq!(a.common_prefix_len(&b), 255);
+    }
+
+    proptest! {
+        #[test]
+        fn distance_is_a_metric(a in key(), b in key(), c in key()) {
+            prop_assert_eq!(a.distance(&a), Distance::ZERO);
+            prop_assert_eq!(a.distance(&b), b.distance(&a));
+            // XOR "triangle": d(a,c) = d(a,b) xor d(b,c); unique nearest: d(a,b)=d(a,c) implies b=c.
+            if a.distance(&b) == a.distance(&c) { prop_assert_eq!(b, c); }
+        }
+
+        #[test]
+        fn order_matches_big_endian_integer(a in key(), b in key()) {
+            let (x, y) = (a.distance(&Key::ZERO), b.distance(&Key::ZERO));
+            let big = |d: &Distance| (u128::from_be_bytes(d.0[..16].try_into().unwrap()), u128::from_be_bytes(d.0[16..].try_into().unwrap()));
+            prop_assert_eq!(x.cmp(&y), big(&x).cmp(&big(&y)));
+        }
+
+        #[test]
+        fn random_with_prefix_lands_in_bucket(a in key(), seed in any::<u64>(), p in 0usize..KEY_BITS) {
+            let mut rng = crate::rng::Rng::new(seed);
+            let k = a.random_with_prefix(p, &mut rng);
+            prop_assert_eq!(a.common_prefix_len(&k), p);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! A routing-table entry and its liveness bookkeeping.
+
+use crate::peer::Peer;
+use crate::time::Instant;
+
+/// Who started the relationship with a contact (MaidSafe paper, III-D1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Origin {
+    /// We chose this contact: it answered one of our requests.
+    Outgoing,
+    /// This contact chose us: it sent us a request first.
+    Incoming,
+}
+
+/// An outstanding liveness probe (a PING) to a contact.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Probe {
+    pub(crate) txid: u32,
+    pub(crate) deadline: Instant,
+}
+
+/// A node in the routing table.
+#[derive(Clone, Debug)]
+pub struct Contact<A> {
+    /// Id and address.
+    pub peer: Peer<A>,
+    /// When we last heard from it.
+    pub last_seen: Instant,
+    /// Requests it failed to answer since it last answered one.
+    pub failures: u8,
+    /// Who started the relationship.
+    pub origin: Origin,
+    pub(crate) probe: Option<Probe>,
+}
+
+impl<A> Contact<A> {
+    /// A contact just heard from.
+    pub fn new(peer: Peer<A>, now: Instant, origin: Origin) -> Self {
+        Contact { peer, last_seen: now, failures: 0, origin, probe: None }
+    }
+
+    /// Whether a liveness probe to this contact is outstanding.
+    pub fn is_probing(&self) -> bool {
+        self.probe.is_some()
+    }
+}

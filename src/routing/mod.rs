@@ -1,0 +1,10 @@
+//! The routing table: fixed-capacity k-buckets with ping-before-evict.
+
+mod bucket;
+mod contact;
+mod table;
+
+pub use bucket::{Bucket, REPLACEMENT_CAPACITY};
+pub use contact::{Contact, Origin};
+pub(crate) use contact::Probe;
+pub use table::{InsertOutcome, RemovedContact, RoutingTable};

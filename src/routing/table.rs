@@ -1,0 +1,380 @@
+//! The routing table.
+
+use heapless::Vec;
+
+use super::{Bucket, Contact, Origin, Probe};
+use crate::id::{Key, NodeId};
+use crate::peer::Peer;
+use crate::time::Instant;
+
+/// What [`RoutingTable::insert`] did with a peer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum InsertOutcome<A> {
+    /// The peer is a new contact.
+    Added,
+    /// The peer was already a contact: it is now the most recently seen.
+    Refreshed,
+    /// A contact with this id is known at another address and is alive; the
+    /// table keeps the known address (a spoofer cannot move a live contact).
+    AddressConflict,
+    /// The bucket is full. The peer waits in the replacement cache; the caller
+    /// should ping `ping`, the least recently seen contact, and evict it only
+    /// if it fails to answer.
+    Pending {
+        /// The contact to probe.
+        ping: Peer<A>,
+    },
+    /// The bucket is full and its oldest contact is already being probed; the
+    /// peer waits in the replacement cache.
+    Queued,
+    /// The peer claims the table owner's own id and was refused.
+    SelfId,
+}
+
+/// A contact that left the table, and who took its place.
+#[derive(Clone, Debug)]
+pub struct RemovedContact<A> {
+    /// The contact as it was when removed.
+    pub contact: Contact<A>,
+    /// The replacement promoted into its bucket, if one was waiting.
+    pub replaced_by: Option<Peer<A>>,
+}
+
+/// A Kademlia routing table of `B` buckets of `K` contacts.
+///
+/// Bucket `i` holds the contacts whose id shares exactly `i` leading bits with
+/// the owner's; the last bucket also takes every contact sharing more, the way
+/// a splitting table keeps its closest bucket whole. Memory is `B * K`
+/// contacts plus `B` small replacement caches, whatever the id length. The
+/// owner's own id is never stored.
+#[derive(Clone, Debug)]
+pub struct RoutingTable<A, const K: usize, const B: usize> {
+    local: NodeId,
+    buckets: [Bucket<A, K>; B],
+}
+
+impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B> {
+    const CHECK: () = assert!(K >= 1 && B >= 1, "a routing table needs K >= 1 and B >= 1");
+
+    /// An empty table owned by `local`.
+    pub fn new(local: NodeId) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHECK;
+        RoutingTable { local, buckets: core::array::from_fn(|_| Bucket::new()) }
+    }
+
+    /// The owner's id.
+    pub fn local_id(&self) -> &NodeId {
+        &self.local
+    }
+
+    /// The bucket `id` belongs in.
+    pub fn bucket_index(&self, id: &Key) -> usize {
+        self.local.common_prefix_len(id).min(B - 1)
+    }
+
+    /// Bucket `i`, if `i < B`.
+    pub fn bucket(&self, i: usize) -> Option<&Bucket<A, K>> {
+        self.buckets.get(i)
+    }
+
+    /// All buckets, nearest-prefix last.
+    pub fn buckets(&self) -> &[Bucket<A, K>] {
+        &self.buckets
+    }
+
+    /// Number of contacts in the table.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.len()).sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.is_empty())
+    }
+
+    /// Every contact, bucket by bucket.
+    pub fn iter(&self) -> impl Iterator<Item = &Contact<A>> {
+        self.buckets.iter().flat_map(|b| b.contacts.iter())
+    }
+
+    /// The contact with this id.
+    pub fn get(&self, id: &NodeId) -> Option<&Contact<A>> {
+        let b = &self.buckets[self.bucket_index(id)];
+        b.position(id).map(|i| &b.contacts[i])
+    }
+
+    /// Whether a contact with this id is in the table.
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Learns of `peer`, heard from at `now`, following ping-before-evict.
+    pub fn insert(&mut self, peer: Peer<A>, now: Instant, origin: Origin) -> InsertOutcome<A> {
+        if peer.id == self.local {
+            return InsertOutcome::SelfId;
+        }
+        let bi = self.bucket_index(&peer.id);
+        let bucket = &mut self.buckets[bi];
+        if let Some(i) = bucket.position(&peer.id) {
+            let c = &mut bucket.contacts[i];
+            if c.peer.addr != peer.addr {
+                if c.failures == 0 && c.probe.is_none() {
+                    return InsertOutcome::AddressConflict;
+                }
+                // The known address stopped answering: the node moved.
+                c.peer.addr = peer.addr;
+            }
+            bucket.touch(i, now);
+            return InsertOutcome::Refreshed;
+        }
+        if bucket.contacts.push(Contact::new(peer.clone(), now, origin)).is_ok() {
+            return InsertOutcome::Added;
+        }
+        bucket.remember(peer, origin);
+        let oldest = &bucket.contacts[0];
+        if oldest.probe.is_some() {
+            InsertOutcome::Queued
+        } else {
+            InsertOutcome::Pending { ping: oldest.peer.clone() }
+        }
+    }
+
+    /// Records that `id` failed to answer. After `max_failures` consecutive
+    /// failures it is removed and the newest replacement takes its place.
+    pub fn record_failure(&mut self, id: &NodeId, now: Instant, max_failures: u8) -> Option<RemovedContact<A>> {
+        let bi = self.bucket_index(id);
+        let bucket = &mut self.buckets[bi];
+        let i = bucket.position(id)?;
+        let c = &mut bucket.contacts[i];
+        c.failures = c.failures.saturating_add(1);
+        c.probe = None;
+        if c.failures >= max_failures.max(1) {
+            let (contact, replaced_by) = bucket.remove_and_promote(i, now);
+            Some(RemovedContact { contact, replaced_by })
+        } else {
+            None
+        }
+    }
+
+    /// Removes `id` at once (it left, or is known dead).
+    pub fn remove(&mut self, id: &NodeId, now: Instant) -> Option<RemovedContact<A>> {
+        let bi = self.bucket_index(id);
+        let bucket = &mut self.buckets[bi];
+        let i = bucket.position(id)?;
+        let (contact, replaced_by) = bucket.remove_and_promote(i, now);
+        Some(RemovedContact { contact, replaced_by })
+    }
+
+    /// Copies into `out` the contacts closest to `key` by XOR distance,
+    /// closest first, at most `n` (and at most `N`), skipping `exclude`.
+    ///
+    /// No allocation and no full sort: contacts in the bucket `key` falls in
+    /// (and the merged buckets past it) are closer to `key` than those of any
+    /// bucket before it, and bucket `i < index(key)` is closer than bucket
+    /// `i - 1`. So the buckets are visited in that order and only each group
+    /// is sorted, by insertion into `out`; the walk stops once `out` is full.
+    pub fn closest_into<const N: usize>(&self, key: &Key, n: usize, exclude: Option<&NodeId>, out: &mut Vec<Peer<A>, N>) {
+        out.clear();
+        let n = n.min(N);
+        if n == 0 {
+            return;
+        }
+        let split = self.bucket_index(key);
+        let push_group = |out: &mut Vec<Peer<A>, N>, bucket: &Bucket<A, K>, group_start: usize| {
+            for c in bucket.contacts.iter() {
+                if Some(&c.peer.id) == exclude {
+                    continue;
+                }
+                let d = c.peer.id.distance(key);
+                // Position within the current group, which starts at `group_start`.
+                let mut pos = out.len();
+                while pos > group_start && out[pos - 1].id.distance(key) > d {
+                    pos -= 1;
+                }
+                if pos >= n {
+                    continue;
+                }
+                if out.len() == n {
+                    out.pop();
+                }
+                // Cannot fail: len < n <= N after the pop.
+                let _ = out.insert(pos, c.peer.clone());
+            }
+        };
+        let start = out.len();
+        for bucket in &self.buckets[split..] {
+            push_group(out, bucket, start);
+        }
+        for bucket in self.buckets[..split].iter().rev() {
+            if out.len() >= n {
+                break;
+            }
+            let start = out.len();
+            push_group(out, bucket, start);
+        }
+    }
+
+    /// The number of contacts in each bucket.
+    pub fn bucket_fill(&self) -> [u8; B] {
+        core::array::from_fn(|i| self.buckets[i].len() as u8)
+    }
+
+    /// The index of the nearest non-empty bucket (the one holding our closest
+    /// neighbour), if the table has any contact.
+    pub fn nearest_bucket(&self) -> Option<usize> {
+        self.buckets.iter().rposition(|b| !b.is_empty())
+    }
+
+    pub(crate) fn contact_mut(&mut self, id: &NodeId) -> Option<&mut Contact<A>> {
+        let bi = self.bucket_index(id);
+        let b = &mut self.buckets[bi];
+        let i = b.position(id)?;
+        Some(&mut b.contacts[i])
+    }
+
+    /// Starts a liveness probe to `id`; false if `id` is not a contact.
+    pub(crate) fn start_probe(&mut self, id: &NodeId, txid: u32, deadline: Instant) -> bool {
+        match self.contact_mut(id) {
+            Some(c) => {
+                c.probe = Some(Probe { txid, deadline });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The contact whose outstanding probe has this transaction id.
+    pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
+        self.iter().find(|c| c.probe.is_some_and(|p| p.txid == txid))
+    }
+
+    /// The earliest probe deadline.
+    pub(crate) fn next_probe_deadline(&self) -> Option<Instant> {
+        self.iter().filter_map(|c| c.probe.map(|p| p.deadline)).min()
+    }
+
+    /// A contact whose probe is overdue at `now`, if any.
+    pub(crate) fn overdue_probe(&self, now: Instant) -> Option<NodeId> {
+        self.iter()
+            .find(|c| c.probe.is_some_and(|p| p.deadline <= now))
+            .map(|c| c.peer.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use proptest::prelude::*;
+
+    type Table = RoutingTable<u32, 3, 8>;
+
+    fn peer(id: Key, a: u32) -> Peer<u32> {
+        Peer::new(id, a)
+    }
+
+    #[test]
+    fn self_is_refused_and_full_bucket_pings_oldest() {
+        let local = Key::ZERO;
+        let mut t = Table::new(local);
+        let now = Instant::ZERO;
+        assert_eq!(t.insert(peer(local, 0), now, Origin::Incoming), InsertOutcome::SelfId);
+        let mut rng = Rng::new(3);
+        // Four peers in bucket 0 (first bit set): the fourth does not fit.
+        let ids: std::vec::Vec<Key> = (0..4).map(|_| local.random_with_prefix(0, &mut rng)).collect();
+        for (i, id) in ids.iter().take(3).enumerate() {
+            assert_eq!(t.insert(peer(*id, i as u32), now, Origin::Outgoing), InsertOutcome::Added);
+        }
+        assert_eq!(
+            t.insert(peer(ids[3], 3), now, Origin::Incoming),
+            InsertOutcome::Pending { ping: peer(ids[0], 0) }
+        );
+        assert!(!t.contains(&ids[3]));
+        assert!(t.start_probe(&ids[0], 42, Instant::from_millis(10)));
+        assert_eq!(t.insert(peer(ids[3], 3), now, Origin::Incoming), InsertOutcome::Queued);
+        assert_eq!(t.probe_owner(42).unwrap().peer.id, ids[0]);
+        assert_eq!(t.overdue_probe(Instant::from_millis(10)), Some(ids[0]));
+        // The probe fails: the oldest is evicted and the replacement promoted.
+        let removed = t.record_failure(&ids[0], Instant::from_millis(10), 1).unwrap();
+        assert_eq!(removed.contact.peer.id, ids[0]);
+        assert_eq!(removed.replaced_by, Some(peer(ids[3], 3)));
+        assert!(t.contains(&ids[3]) && !t.contains(&ids[0]));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn live_contact_keeps_its_address_and_answering_refreshes() {
+        let mut t = Table::new(Key::ZERO);
+        let id = Key::hash(b"x");
+        let now = Instant::ZERO;
+        t.insert(peer(id, 1), now, Origin::Outgoing);
+        assert_eq!(t.insert(peer(id, 2), now, Origin::Outgoing), InsertOutcome::AddressConflict);
+        assert_eq!(t.get(&id).unwrap().peer.addr, 1);
+        assert!(t.record_failure(&id, now, 3).is_none());
+        assert_eq!(t.get(&id).unwrap().failures, 1);
+        assert_eq!(t.insert(peer(id, 2), Instant::from_millis(5), Origin::Outgoing), InsertOutcome::Refreshed);
+        let c = t.get(&id).unwrap();
+        assert_eq!((c.peer.addr, c.failures, c.last_seen), (2, 0, Instant::from_millis(5)));
+    }
+
+    #[test]
+    fn k_twenty_and_k_one_work() {
+        let mut rng = Rng::new(9);
+        let local = Key::random(&mut rng);
+        let mut big = RoutingTable::<u32, 20, 16>::new(local);
+        let mut small = RoutingTable::<u32, 1, 4>::new(local);
+        for i in 0..500 {
+            let id = Key::random(&mut rng);
+            big.insert(peer(id, i), Instant::ZERO, Origin::Outgoing);
+            small.insert(peer(id, i), Instant::ZERO, Origin::Outgoing);
+        }
+        assert!(big.len() <= 20 * 16 && big.bucket(0).unwrap().len() == 20);
+        assert_eq!(small.len(), 4);
+    }
+
+    fn brute_force(t: &Table, key: &Key, n: usize) -> std::vec::Vec<Peer<u32>> {
+        let mut all: std::vec::Vec<Peer<u32>> = t.iter().map(|c| c.peer.clone()).collect();
+        all.sort_by_key(|p| p.id.distance(key));
+        all.truncate(n);
+        all
+    }
+
+    proptest! {
+        #[test]
+        fn table_invariants(local in any::<[u8; 32]>(), seed in any::<u64>(), count in 0usize..200,
+                            key in any::<[u8; 32]>(), n in 0usize..12, near in any::<bool>()) {
+            let local = Key(local);
+            let mut rng = Rng::new(seed);
+            let mut t = Table::new(local);
+            t.insert(peer(local, 0), Instant::ZERO, Origin::Outgoing);
+            for i in 0..count {
+                // Mix uniform ids with ids near `local` so that every bucket,
+                // the merged last one included, gets exercised.
+                let id = if near { local.random_with_prefix(rng.below(12) as usize, &mut rng) } else { Key::random(&mut rng) };
+                let outcome = t.insert(peer(id, i as u32), Instant::from_millis(i as u64), Origin::Outgoing);
+                if let InsertOutcome::Pending { ping } = outcome {
+                    if rng.below(2) == 0 { t.record_failure(&ping.id, Instant::from_millis(i as u64), 1); }
+                }
+            }
+            prop_assert!(t.len() <= 3 * 8);
+            prop_assert!(!t.contains(&local));
+            for (i, b) in t.buckets().iter().enumerate() {
+                prop_assert!(b.len() <= 3);
+                for c in b.contacts() {
+                    prop_assert_eq!(t.bucket_index(&c.peer.id), i);
+                    prop_assert_eq!(local.common_prefix_len(&c.peer.id).min(7), i);
+                }
+            }
+            let key = Key(key);
+            let mut out: Vec<Peer<u32>, 10> = Vec::new();
+            t.closest_into(&key, n, None, &mut out);
+            let expected = brute_force(&t, &key, n.min(10));
+            prop_assert_eq!(out.as_slice(), expected.as_slice());
+            // The same with the table's own id as the key (the merged bucket first).
+            t.closest_into(&local, n, None, &mut out);
+            let expected = brute_force(&t, &local, n.min(10));
+            prop_assert_eq!(out.as_slice(), expected.as_slice());
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Encoding and decoding datagrams.
+
+use super::{Body, DecodeError, EncodeError, Header, Message, MessageKind, VERSION};
+use crate::peer::Address;
+
+/// Encodes `msg` into `out`; the number of bytes written.
+pub fn encode<A: Address>(msg: &Message<A>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let (first, rest) = out.split_first_mut().ok_or(EncodeError::BufferTooSmall)?;
+    *first = VERSION;
+    let used = postcard::to_slice(&(&msg.header, &msg.body), rest)
+        .map_err(|_| EncodeError::BufferTooSmall)?
+        .len();
+    Ok(1 + used)
+}
+
+fn body_error(e: postcard::Error) -> DecodeError {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+        _ => DecodeError::InvalidField,
+    }
+}
+
+/// Decodes one datagram addressed to a node of network `network`.
+///
+/// The checks run in wire order (length, version, header, network, message
+/// type, fields, trailing bytes), so the error names the first fault.
+pub fn decode<A: Address>(bytes: &[u8], network: u32) -> Result<Message<A>, DecodeError> {
+    let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > A::MAX_MESSAGE_LEN {
+        return Err(DecodeError::TooLong);
+    }
+    if version != VERSION {
+        return Err(DecodeError::WrongVersion(version));
+    }
+    let (header, rest) = postcard::take_from_bytes::<Header>(rest).map_err(body_error)?;
+    if header.network != network {
+        return Err(DecodeError::WrongNetwork(header.network));
+    }
+    let &kind = rest.first().ok_or(DecodeError::Truncated)?;
+    if kind as usize >= MessageKind::COUNT {
+        return Err(DecodeError::UnknownMessageType(kind));
+    }
+    let (body, trailing) = postcard::take_from_bytes::<Body<A>>(rest).map_err(body_error)?;
+    if !trailing.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(Message { header, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Key;
+    use crate::peer::Peer;
+    use crate::store::{Record, StoreStatus, Ttl};
+    use crate::wire::{MAX_CONTACTS, MAX_VALUE_LEN};
+    use core::net::SocketAddr;
+    use heapless::Vec;
+    use proptest::prelude::*;
+
+    const NET: u32 = 7;
+
+    fn header() -> Header {
+        Header { network: NET, txid: 0xDEAD_BEEF, sender: Key::hash(b"sender") }
+    }
+
+    fn encoded(body: Body<u16>) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; <u16 as Address>::MAX_MESSAGE_LEN];
+        let n = encode(&Message { header: header(), body }, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn ping_layout_is_as_documented() {
+        let bytes = encoded(Body::Ping);
+        // version, network varint (7), txid LE, 32-byte sender, kind 0.
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(bytes[1], 7);
+        assert_eq!(&bytes[2..6], &0xDEAD_BEEFu32.to_le_bytes());
+        assert_eq!(&bytes[6..38], Key::hash(b"sender").as_bytes());
+        assert_eq!(bytes[38], 0);
+        assert_eq!(bytes.len(), 39);
+    }
+
+    #[test]
+    fn error_empty() {
+        assert_eq!(decode::<u16>(&[], NET), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn error_truncated_everywhere() {
+        let bytes = encoded(Body::Store {
+            record: Record::new(Key::hash(b"k"), b"hello", Ttl::Seconds(60)).unwrap(),
+        });
+        for cut in 1..bytes.len() {
+            assert_eq!(decode::<u16>(&bytes[..cut], NET), Err(DecodeError::Truncated), "cut at {cut}");
+        }
+        assert!(decode::<u16>(&bytes, NET).is_ok());
+    }
+
+    #[test]
+    fn error_too_long() {
+        let bytes = [VERSION; <u16 as Address>::MAX_MESSAGE_LEN + 1];
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::TooLong));
+    }
+
+    #[test]
+    fn error_wrong_version() {
+        let mut bytes = encoded(Body::Ping);
+        bytes[0] = 9;
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::WrongVersion(9)));
+    }
+
+    #[test]
+    fn error_wrong_network() {
+        let bytes = encoded(Body::Pong);
+        assert_eq!(decode::<u16>(&bytes, NET + 1), Err(DecodeError::WrongNetwork(NET)));
+    }
+
+    #[test]
+    fn error_unknown_message_type() {
+        let mut bytes = encoded(Body::Ping);
+        bytes[38] = MessageKind::COUNT as u8;
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::UnknownMessageType(8)));
+        bytes[38] = 0xFF;
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::UnknownMessageType(0xFF)));
+    }
+
+    #[test]
+    fn error_invalid_field_too_many_contacts() {
+        let mut bytes = encoded(Body::Nodes { contacts: Vec::new() });
+        // Claim MAX_CONTACTS + 1 contacts and supply them all.
+        *bytes.last_mut().unwrap() = (MAX_CONTACTS + 1) as u8;
+        for i in 0..=MAX_CONTACTS {
+            bytes.extend_from_slice(Key::hash(&[i as u8]).as_bytes());
+            bytes.push(1);
+        }
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::InvalidField));
+    }
+
+    #[test]
+    fn error_invalid_field_value_too_long_and_bad_tags() {
+        let mut bytes = encoded(Body::Store {
+            record: Record::new(Key::hash(b"k"), &[], Ttl::Never).unwrap(),
+        });
+        // Replace the empty value (length 0, then TTL tag 0) with an over-long one.
+        let tail = bytes.len() - 2;
+        bytes.truncate(tail);
+        let len = MAX_VALUE_LEN + 1;
+        bytes.extend_from_slice(&[(len as u8) | 0x80, (len >> 7) as u8]);
+        bytes.extend(core::iter::repeat_n(0u8, len));
+        bytes.push(0);
+        assert!(bytes.len() <= <u16 as Address>::MAX_MESSAGE_LEN);
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::InvalidField));
+
+        let mut ack = encoded(Body::StoreAck { status: StoreStatus::Full });
+        *ack.last_mut().unwrap() = 99; // no such status
+        assert_eq!(decode::<u16>(&ack, NET), Err(DecodeError::InvalidField));
+
+        let mut bad_varint = encoded(Body::Ping);
+        bad_varint[1] = 0xFF; // network varint that never ends within 5 bytes
+        bad_varint[2] = 0xFF;
+        bad_varint[3] = 0xFF;
+        bad_varint[4] = 0xFF;
+        bad_varint[5] = 0xFF;
+        assert_eq!(decode::<u16>(&bad_varint, NET), Err(DecodeError::InvalidField));
+    }
+
+    #[test]
+    fn error_trailing_bytes() {
+        let mut bytes = encoded(Body::Pong);
+        bytes.push(0);
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn encode_reports_small_buffer() {
+        let msg: Message<u16> = Message { header: header(), body: Body::Ping };
+        assert_eq!(encode(&msg, &mut [0u8; 10]), Err(EncodeError::BufferTooSmall));
+        assert_eq!(encode(&msg, &mut []), Err(EncodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn largest_messages_fit_the_bound() {
+        let full = |addr: SocketAddr| {
+            let mut contacts = Vec::new();
+            for i in 0..MAX_CONTACTS {
+                contacts.push(Peer::new(Key::hash(&[i as u8]), addr)).unwrap();
+            }
+            Body::Nodes { contacts }
+        };
+        let v6: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".parse().unwrap();
+        let max_header = Header { network: u32::MAX, txid: u32::MAX, sender: Key::hash(b"s") };
+        let mut buf = [0u8; 4096];
+        let n = encode(&Message { header: max_header, body: full(v6) }, &mut buf).unwrap();
+        assert_eq!(n, <SocketAddr as Address>::MAX_MESSAGE_LEN);
+        let record = Record::new(Key::hash(b"k"), &[0xAB; MAX_VALUE_LEN], Ttl::Seconds(u32::MAX)).unwrap();
+        let body: Body<u8> = Body::Store { record };
+        let n = encode(&Message { header: max_header, body }, &mut buf).unwrap();
+        assert!(n <= <u8 as Address>::MAX_MESSAGE_LEN);
+        assert_eq!(n, crate::wire::MAX_HEADER_LEN + 1 + crate::wire::MAX_RECORD_LEN);
+    }
+
+    fn key() -> impl Strategy<Value = Key> {
+        any::<[u8; 32]>().prop_map(Key)
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            key(),
+            proptest::collection::vec(any::<u8>(), 0..=MAX_VALUE_LEN),
+            prop_oneof![Just(Ttl::Never), any::<u32>().prop_map(Ttl::Seconds)],
+        )
+            .prop_map(|(k, v, t)| Record::new(k, &v, t).unwrap())
+    }
+
+    fn body() -> impl Strategy<Value = Body<SocketAddr>> {
+        // serde carries only the IP and port of a socket address (no IPv6 flow
+        // info or scope id), so generate addresses without them.
+        let addr = any::<SocketAddr>().prop_map(|a| match a {
+            SocketAddr::V6(v6) => SocketAddr::new((*v6.ip()).into(), v6.port()),
+            v4 => v4,
+        });
+        let peer = (key(), addr).prop_map(|(id, addr)| Peer::new(id, addr));
+        let status = prop_oneof![
+            Just(StoreStatus::Stored),
+            Just(StoreStatus::Updated),
+            Just(StoreStatus::Full),
+            Just(StoreStatus::TooLarge),
+            Just(StoreStatus::Expired),
+        ];
+        prop_oneof![
+            Just(Body::Ping),
+            Just(Body::Pong),
+            key().prop_map(|target| Body::FindNode { target }),
+            proptest::collection::vec(peer, 0..=MAX_CONTACTS)
+                .prop_map(|v| Body::Nodes { contacts: Vec::from_iter(v) }),
+            key().prop_map(|key| Body::FindValue { key }),
+            record().prop_map(|record| Body::Value { record }),
+            record().prop_map(|record| Body::Store { record }),
+            status.prop_map(|status| Body::StoreAck { status }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(network in any::<u32>(), txid in any::<u32>(), sender in key(), body in body()) {
+            let msg = Message { header: Header { network, txid, sender }, body };
+            let mut buf = [0u8; crate::wire::MAX_MESSAGE_LEN];
+            let n = encode(&msg, &mut buf).unwrap();
+            prop_assert_eq!(decode::<SocketAddr>(&buf[..n], network), Ok(msg));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = decode::<SocketAddr>(&bytes, 1);
+            let _ = decode::<u8>(&bytes, 1);
+        }
+    }
+}

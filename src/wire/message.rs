@@ -1,0 +1,122 @@
+//! Message types.
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+use super::MAX_CONTACTS;
+use crate::id::{Key, NodeId};
+use crate::peer::Peer;
+use crate::store::{Record, StoreStatus};
+
+/// What every datagram carries after the version byte.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Header {
+    /// The network id: nodes of different networks ignore each other.
+    pub network: u32,
+    /// Chosen at random by the requester and echoed by the responder.
+    #[serde(with = "postcard::fixint::le")]
+    pub txid: u32,
+    /// The sender's node id.
+    pub sender: NodeId,
+}
+
+/// The message proper. The variant index is the message type on the wire, so
+/// new messages are only ever appended.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Body<A> {
+    /// Are you alive?
+    Ping,
+    /// Yes.
+    Pong,
+    /// Which nodes do you know closest to `target`?
+    FindNode {
+        /// The key looked up.
+        target: Key,
+    },
+    /// The closest nodes the responder knows, closest first.
+    Nodes {
+        /// At most [`MAX_CONTACTS`] peers.
+        contacts: Vec<Peer<A>, MAX_CONTACTS>,
+    },
+    /// Do you hold a record under `key`? If not, which nodes are closest?
+    FindValue {
+        /// The key looked up.
+        key: Key,
+    },
+    /// The record asked for, its TTL being what remains at the responder.
+    Value {
+        /// The record.
+        record: Record,
+    },
+    /// Please store this record.
+    Store {
+        /// The record.
+        record: Record,
+    },
+    /// What became of a STORE.
+    StoreAck {
+        /// The outcome.
+        status: StoreStatus,
+    },
+}
+
+/// The type of a message, without its fields (for metrics and logs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum MessageKind {
+    /// [`Body::Ping`]
+    Ping = 0,
+    /// [`Body::Pong`]
+    Pong = 1,
+    /// [`Body::FindNode`]
+    FindNode = 2,
+    /// [`Body::Nodes`]
+    Nodes = 3,
+    /// [`Body::FindValue`]
+    FindValue = 4,
+    /// [`Body::Value`]
+    Value = 5,
+    /// [`Body::Store`]
+    Store = 6,
+    /// [`Body::StoreAck`]
+    StoreAck = 7,
+}
+
+impl MessageKind {
+    /// Number of message types this version knows.
+    pub const COUNT: usize = 8;
+
+    /// Whether this message answers a request (and so must match one).
+    pub const fn is_response(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Pong | MessageKind::Nodes | MessageKind::Value | MessageKind::StoreAck
+        )
+    }
+}
+
+impl<A> Body<A> {
+    /// The message type.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Body::Ping => MessageKind::Ping,
+            Body::Pong => MessageKind::Pong,
+            Body::FindNode { .. } => MessageKind::FindNode,
+            Body::Nodes { .. } => MessageKind::Nodes,
+            Body::FindValue { .. } => MessageKind::FindValue,
+            Body::Value { .. } => MessageKind::Value,
+            Body::Store { .. } => MessageKind::Store,
+            Body::StoreAck { .. } => MessageKind::StoreAck,
+        }
+    }
+}
+
+/// A whole datagram, decoded.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Message<A> {
+    /// Network, transaction and sender.
+    pub header: Header,
+    /// The message proper.
+    pub body: Body<A>,
+}

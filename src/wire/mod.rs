@@ -1,0 +1,51 @@
+//! The wire protocol: message types and their postcard encoding.
+//!
+//! A datagram is one version byte followed by the postcard encoding of a
+//! [`Header`] and a [`Body`]; `docs/PROTOCOL.md` describes every byte. Decoding
+//! validates everything before a message reaches the node: each class of bad
+//! input has its own [`DecodeError`], and no input panics.
+
+mod codec;
+mod error;
+mod message;
+
+pub use codec::{decode, encode};
+pub use error::{DecodeError, EncodeError};
+pub use message::{Body, Header, Message, MessageKind};
+
+/// The protocol version this crate speaks; the first byte of every datagram.
+pub const VERSION: u8 = 1;
+
+/// The longest value a record may carry, in bytes.
+pub const MAX_VALUE_LEN: usize = 256;
+
+/// The most contacts a NODES reply may carry. It bounds the `b` parameter and
+/// leaves room for k = 20, the classic Kademlia setting.
+pub const MAX_CONTACTS: usize = 20;
+
+/// Longest postcard varint encoding of a `u32`.
+const VARINT_U32_MAX: usize = 5;
+
+/// The longest header: version byte, network id (varint u32), transaction id
+/// (4 bytes), sender id (32 bytes).
+pub const MAX_HEADER_LEN: usize = 1 + VARINT_U32_MAX + 4 + crate::id::KEY_LEN;
+
+/// The longest encoded [`Record`](crate::store::Record): key, value length
+/// (a varint, 2 bytes for up to 16383), value, TTL (variant byte and a varint u32).
+pub const MAX_RECORD_LEN: usize = crate::id::KEY_LEN + 2 + MAX_VALUE_LEN + 1 + VARINT_U32_MAX;
+
+/// The longest datagram for an address type whose encoding takes at most
+/// `addr_max` bytes: the header, the body's kind byte, and the larger of a full
+/// NODES reply (a length byte and [`MAX_CONTACTS`] id/address pairs) and a
+/// message carrying one record. [`Address::MAX_MESSAGE_LEN`](crate::Address::MAX_MESSAGE_LEN)
+/// applies it to each address type.
+pub const fn max_message_len(addr_max: usize) -> usize {
+    let nodes = 1 + MAX_CONTACTS * (crate::id::KEY_LEN + addr_max);
+    let record = MAX_RECORD_LEN;
+    let body = if nodes > record { nodes } else { record };
+    MAX_HEADER_LEN + 1 + body
+}
+
+/// The longest datagram for any built-in address type (`SocketAddr` is the
+/// widest): a safe size for a receive buffer.
+pub const MAX_MESSAGE_LEN: usize = <core::net::SocketAddr as crate::Address>::MAX_MESSAGE_LEN;
