@@ -176,7 +176,10 @@ mod tests {
         let k = Key::hash(b"abc");
         let mut s = heapless::String::<64>::new();
         core::fmt::write(&mut s, format_args!("{k}")).unwrap();
-        assert_eq!(s.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            s.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -7,14 +7,27 @@
 #[macro_use]
 mod macros;
 
+pub mod config;
+pub mod event;
 pub mod id;
+pub mod metrics;
+pub mod node;
 pub mod peer;
+pub mod query;
 pub mod rng;
 pub mod routing;
 pub mod store;
 pub mod time;
+pub mod transport;
 pub mod wire;
 
+pub use config::Config;
+pub use event::{Event, RemovalReason};
 pub use id::{Distance, Key, NodeId};
+pub use metrics::Metrics;
+pub use node::{CommandError, InputError, Node, Transmit};
 pub use peer::{Address, Peer};
+pub use query::{LookupKind, LookupStats, QueryId, Termination};
+pub use store::{MemoryStore, Record, Store, StoreStatus, Ttl};
 pub use time::{Duration, Instant};
+pub use transport::Transport;

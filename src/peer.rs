@@ -93,7 +93,12 @@ mod tests {
         assert_eq!(encoded_len(&u32::MAX), u32::MAX_ENCODED_LEN);
         assert_eq!(encoded_len(&u64::MAX), u64::MAX_ENCODED_LEN);
         assert_eq!(encoded_len(&u16::MAX), u16::MAX_ENCODED_LEN);
-        let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from([0xff; 16]), u16::MAX, 7, 9));
+        let v6 = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from([0xff; 16]),
+            u16::MAX,
+            7,
+            9,
+        ));
         assert_eq!(encoded_len(&v6), SocketAddr::MAX_ENCODED_LEN);
         let v4 = SocketAddrV4::new(Ipv4Addr::new(255, 255, 255, 255), u16::MAX);
         assert_eq!(encoded_len(&v4), SocketAddrV4::MAX_ENCODED_LEN);

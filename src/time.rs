@@ -131,8 +131,14 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(Instant::from_millis(5) - Instant::from_millis(9), Duration::ZERO);
+        assert_eq!(
+            Instant::from_millis(5) - Instant::from_millis(9),
+            Duration::ZERO
+        );
         assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
-        assert_eq!(Instant::from_millis(5) + Duration::from_millis(7), Instant::from_millis(12));
+        assert_eq!(
+            Instant::from_millis(5) + Duration::from_millis(7),
+            Instant::from_millis(12)
+        );
     }
 }

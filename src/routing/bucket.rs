@@ -27,7 +27,10 @@ impl<A: Clone + PartialEq, const K: usize> Default for Bucket<A, K> {
 impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
     /// An empty bucket.
     pub const fn new() -> Self {
-        Bucket { contacts: Vec::new(), replacements: Vec::new() }
+        Bucket {
+            contacts: Vec::new(),
+            replacements: Vec::new(),
+        }
     }
 
     /// The contacts, least recently seen first.
@@ -64,7 +67,7 @@ impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
         let mut c = self.contacts.remove(i);
         c.last_seen = now;
         c.failures = 0;
-        c.probe = None;
+        // An outstanding probe stays: its PONG may still come and must match.
         // Cannot fail: we just removed one.
         let _ = self.contacts.push(c);
     }
@@ -80,7 +83,11 @@ impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
     }
 
     /// Removes contact `i` and promotes the most recent replacement, if any.
-    pub(crate) fn remove_and_promote(&mut self, i: usize, now: Instant) -> (Contact<A>, Option<Peer<A>>) {
+    pub(crate) fn remove_and_promote(
+        &mut self,
+        i: usize,
+        now: Instant,
+    ) -> (Contact<A>, Option<Peer<A>>) {
         let removed = self.contacts.remove(i);
         let promoted = self.replacements.pop().map(|(peer, origin)| {
             // The replacement was heard from recently enough to be cached; it

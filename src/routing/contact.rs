@@ -17,6 +17,7 @@ pub enum Origin {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Probe {
     pub(crate) txid: u32,
+    pub(crate) sent_at: Instant,
     pub(crate) deadline: Instant,
 }
 
@@ -37,7 +38,13 @@ pub struct Contact<A> {
 impl<A> Contact<A> {
     /// A contact just heard from.
     pub fn new(peer: Peer<A>, now: Instant, origin: Origin) -> Self {
-        Contact { peer, last_seen: now, failures: 0, origin, probe: None }
+        Contact {
+            peer,
+            last_seen: now,
+            failures: 0,
+            origin,
+            probe: None,
+        }
     }
 
     /// Whether a liveness probe to this contact is outstanding.

@@ -5,6 +5,6 @@ mod contact;
 mod table;
 
 pub use bucket::{Bucket, REPLACEMENT_CAPACITY};
-pub use contact::{Contact, Origin};
 pub(crate) use contact::Probe;
+pub use contact::{Contact, Origin};
 pub use table::{InsertOutcome, RemovedContact, RoutingTable};

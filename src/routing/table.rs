@@ -60,7 +60,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     pub fn new(local: NodeId) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        RoutingTable { local, buckets: core::array::from_fn(|_| Bucket::new()) }
+        RoutingTable {
+            local,
+            buckets: core::array::from_fn(|_| Bucket::new()),
+        }
     }
 
     /// The owner's id.
@@ -128,7 +131,11 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
             bucket.touch(i, now);
             return InsertOutcome::Refreshed;
         }
-        if bucket.contacts.push(Contact::new(peer.clone(), now, origin)).is_ok() {
+        if bucket
+            .contacts
+            .push(Contact::new(peer.clone(), now, origin))
+            .is_ok()
+        {
             return InsertOutcome::Added;
         }
         bucket.remember(peer, origin);
@@ -136,13 +143,20 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
         if oldest.probe.is_some() {
             InsertOutcome::Queued
         } else {
-            InsertOutcome::Pending { ping: oldest.peer.clone() }
+            InsertOutcome::Pending {
+                ping: oldest.peer.clone(),
+            }
         }
     }
 
     /// Records that `id` failed to answer. After `max_failures` consecutive
     /// failures it is removed and the newest replacement takes its place.
-    pub fn record_failure(&mut self, id: &NodeId, now: Instant, max_failures: u8) -> Option<RemovedContact<A>> {
+    pub fn record_failure(
+        &mut self,
+        id: &NodeId,
+        now: Instant,
+        max_failures: u8,
+    ) -> Option<RemovedContact<A>> {
         let bi = self.bucket_index(id);
         let bucket = &mut self.buckets[bi];
         let i = bucket.position(id)?;
@@ -151,7 +165,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
         c.probe = None;
         if c.failures >= max_failures.max(1) {
             let (contact, replaced_by) = bucket.remove_and_promote(i, now);
-            Some(RemovedContact { contact, replaced_by })
+            Some(RemovedContact {
+                contact,
+                replaced_by,
+            })
         } else {
             None
         }
@@ -163,7 +180,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
         let bucket = &mut self.buckets[bi];
         let i = bucket.position(id)?;
         let (contact, replaced_by) = bucket.remove_and_promote(i, now);
-        Some(RemovedContact { contact, replaced_by })
+        Some(RemovedContact {
+            contact,
+            replaced_by,
+        })
     }
 
     /// Copies into `out` the contacts closest to `key` by XOR distance,
@@ -174,7 +194,13 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     /// bucket before it, and bucket `i < index(key)` is closer than bucket
     /// `i - 1`. So the buckets are visited in that order and only each group
     /// is sorted, by insertion into `out`; the walk stops once `out` is full.
-    pub fn closest_into<const N: usize>(&self, key: &Key, n: usize, exclude: Option<&NodeId>, out: &mut Vec<Peer<A>, N>) {
+    pub fn closest_into<const N: usize>(
+        &self,
+        key: &Key,
+        n: usize,
+        exclude: Option<&NodeId>,
+        out: &mut Vec<Peer<A>, N>,
+    ) {
         out.clear();
         let n = n.min(N);
         if n == 0 {
@@ -234,10 +260,20 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     }
 
     /// Starts a liveness probe to `id`; false if `id` is not a contact.
-    pub(crate) fn start_probe(&mut self, id: &NodeId, txid: u32, deadline: Instant) -> bool {
+    pub(crate) fn start_probe(
+        &mut self,
+        id: &NodeId,
+        txid: u32,
+        now: Instant,
+        deadline: Instant,
+    ) -> bool {
         match self.contact_mut(id) {
             Some(c) => {
-                c.probe = Some(Probe { txid, deadline });
+                c.probe = Some(Probe {
+                    txid,
+                    sent_at: now,
+                    deadline,
+                });
                 true
             }
             None => false,
@@ -246,19 +282,33 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
 
     /// The contact whose outstanding probe has this transaction id.
     pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
-        self.iter().find(|c| c.probe.is_some_and(|p| p.txid == txid))
+        self.iter()
+            .find(|c| c.probe.is_some_and(|p| p.txid == txid))
     }
 
     /// The earliest probe deadline.
     pub(crate) fn next_probe_deadline(&self) -> Option<Instant> {
-        self.iter().filter_map(|c| c.probe.map(|p| p.deadline)).min()
+        self.iter()
+            .filter_map(|c| c.probe.map(|p| p.deadline))
+            .min()
     }
 
-    /// A contact whose probe is overdue at `now`, if any.
-    pub(crate) fn overdue_probe(&self, now: Instant) -> Option<NodeId> {
-        self.iter()
-            .find(|c| c.probe.is_some_and(|p| p.deadline <= now))
-            .map(|c| c.peer.id)
+    /// A contact whose probe is overdue at `now`, if any, and whether it was
+    /// heard from (by any message) since the probe was sent.
+    pub(crate) fn overdue_probe(&self, now: Instant) -> Option<(NodeId, bool)> {
+        self.iter().find_map(|c| match c.probe {
+            Some(p) if p.deadline <= now => {
+                Some((c.peer.id, c.last_seen > p.sent_at && c.failures == 0))
+            }
+            _ => None,
+        })
+    }
+
+    /// Forgets the probe of `id` (it proved alive another way).
+    pub(crate) fn clear_probe(&mut self, id: &NodeId) {
+        if let Some(c) = self.contact_mut(id) {
+            c.probe = None;
+        }
     }
 }
 
@@ -279,24 +329,43 @@ mod tests {
         let local = Key::ZERO;
         let mut t = Table::new(local);
         let now = Instant::ZERO;
-        assert_eq!(t.insert(peer(local, 0), now, Origin::Incoming), InsertOutcome::SelfId);
+        assert_eq!(
+            t.insert(peer(local, 0), now, Origin::Incoming),
+            InsertOutcome::SelfId
+        );
         let mut rng = Rng::new(3);
         // Four peers in bucket 0 (first bit set): the fourth does not fit.
-        let ids: std::vec::Vec<Key> = (0..4).map(|_| local.random_with_prefix(0, &mut rng)).collect();
+        let ids: std::vec::Vec<Key> = (0..4)
+            .map(|_| local.random_with_prefix(0, &mut rng))
+            .collect();
         for (i, id) in ids.iter().take(3).enumerate() {
-            assert_eq!(t.insert(peer(*id, i as u32), now, Origin::Outgoing), InsertOutcome::Added);
+            assert_eq!(
+                t.insert(peer(*id, i as u32), now, Origin::Outgoing),
+                InsertOutcome::Added
+            );
         }
         assert_eq!(
             t.insert(peer(ids[3], 3), now, Origin::Incoming),
-            InsertOutcome::Pending { ping: peer(ids[0], 0) }
+            InsertOutcome::Pending {
+                ping: peer(ids[0], 0)
+            }
         );
         assert!(!t.contains(&ids[3]));
-        assert!(t.start_probe(&ids[0], 42, Instant::from_millis(10)));
-        assert_eq!(t.insert(peer(ids[3], 3), now, Origin::Incoming), InsertOutcome::Queued);
+        assert!(t.start_probe(&ids[0], 42, Instant::ZERO, Instant::from_millis(10)));
+        assert_eq!(
+            t.insert(peer(ids[3], 3), now, Origin::Incoming),
+            InsertOutcome::Queued
+        );
         assert_eq!(t.probe_owner(42).unwrap().peer.id, ids[0]);
-        assert_eq!(t.overdue_probe(Instant::from_millis(10)), Some(ids[0]));
+        assert_eq!(t.overdue_probe(Instant::from_millis(9)), None);
+        assert_eq!(
+            t.overdue_probe(Instant::from_millis(10)),
+            Some((ids[0], false))
+        );
         // The probe fails: the oldest is evicted and the replacement promoted.
-        let removed = t.record_failure(&ids[0], Instant::from_millis(10), 1).unwrap();
+        let removed = t
+            .record_failure(&ids[0], Instant::from_millis(10), 1)
+            .unwrap();
         assert_eq!(removed.contact.peer.id, ids[0]);
         assert_eq!(removed.replaced_by, Some(peer(ids[3], 3)));
         assert!(t.contains(&ids[3]) && !t.contains(&ids[0]));
@@ -309,13 +378,22 @@ mod tests {
         let id = Key::hash(b"x");
         let now = Instant::ZERO;
         t.insert(peer(id, 1), now, Origin::Outgoing);
-        assert_eq!(t.insert(peer(id, 2), now, Origin::Outgoing), InsertOutcome::AddressConflict);
+        assert_eq!(
+            t.insert(peer(id, 2), now, Origin::Outgoing),
+            InsertOutcome::AddressConflict
+        );
         assert_eq!(t.get(&id).unwrap().peer.addr, 1);
         assert!(t.record_failure(&id, now, 3).is_none());
         assert_eq!(t.get(&id).unwrap().failures, 1);
-        assert_eq!(t.insert(peer(id, 2), Instant::from_millis(5), Origin::Outgoing), InsertOutcome::Refreshed);
+        assert_eq!(
+            t.insert(peer(id, 2), Instant::from_millis(5), Origin::Outgoing),
+            InsertOutcome::Refreshed
+        );
         let c = t.get(&id).unwrap();
-        assert_eq!((c.peer.addr, c.failures, c.last_seen), (2, 0, Instant::from_millis(5)));
+        assert_eq!(
+            (c.peer.addr, c.failures, c.last_seen),
+            (2, 0, Instant::from_millis(5))
+        );
     }
 
     #[test]

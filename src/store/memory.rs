@@ -31,7 +31,9 @@ impl<const N: usize, const V: usize> Default for MemoryStore<N, V> {
 impl<const N: usize, const V: usize> MemoryStore<N, V> {
     /// An empty store.
     pub const fn new() -> Self {
-        MemoryStore { entries: Vec::new() }
+        MemoryStore {
+            entries: Vec::new(),
+        }
     }
 
     /// The number of records this store can hold.
@@ -85,7 +87,10 @@ impl<const N: usize, const V: usize> Store for MemoryStore<N, V> {
     }
 
     fn get(&self, key: &Key, now: Instant) -> Option<Record> {
-        let e = self.entries.iter().find(|e| e.key == *key && e.expires_at > now)?;
+        let e = self
+            .entries
+            .iter()
+            .find(|e| e.key == *key && e.expires_at > now)?;
         let mut value = Vec::new();
         // V may exceed MAX_VALUE_LEN only if the embedder chose so; such a
         // value was accepted from a local put and cannot travel: truncation is
@@ -155,7 +160,10 @@ mod tests {
         let t0 = Instant::from_millis(1000);
         let a = Key::hash(b"a");
         let b = Key::hash(b"b");
-        assert_eq!(s.put(&rec(a, Ttl::Seconds(10)), &local, t0), StoreStatus::Stored);
+        assert_eq!(
+            s.put(&rec(a, Ttl::Seconds(10)), &local, t0),
+            StoreStatus::Stored
+        );
         assert_eq!(s.put(&rec(b, Ttl::Never), &local, t0), StoreStatus::Stored);
         assert_eq!(s.next_expiry(), Some(t0 + Duration::from_secs(10)));
         let later = t0 + Duration::from_millis(4500);
@@ -163,7 +171,10 @@ mod tests {
         let after = t0 + Duration::from_secs(10);
         assert!(s.get(&a, after).is_none());
         assert_eq!(s.remove_expired(after), 1);
-        assert_eq!(s.get(&b, Instant::from_millis(u64::MAX - 1)).unwrap().ttl, Ttl::Never);
+        assert_eq!(
+            s.get(&b, Instant::from_millis(u64::MAX - 1)).unwrap().ttl,
+            Ttl::Never
+        );
         assert_eq!(s.next_expiry(), None);
     }
 
@@ -176,13 +187,28 @@ mod tests {
         let far = key_at_distance(&local, 0x80);
         let middle = key_at_distance(&local, 0x10);
         let farther_still = key_at_distance(&local, 0xF0);
-        assert_eq!(s.put(&rec(near, Ttl::Never), &local, now), StoreStatus::Stored);
-        assert_eq!(s.put(&rec(far, Ttl::Never), &local, now), StoreStatus::Stored);
-        assert_eq!(s.put(&rec(farther_still, Ttl::Never), &local, now), StoreStatus::Full);
-        assert_eq!(s.put(&rec(middle, Ttl::Never), &local, now), StoreStatus::Stored);
+        assert_eq!(
+            s.put(&rec(near, Ttl::Never), &local, now),
+            StoreStatus::Stored
+        );
+        assert_eq!(
+            s.put(&rec(far, Ttl::Never), &local, now),
+            StoreStatus::Stored
+        );
+        assert_eq!(
+            s.put(&rec(farther_still, Ttl::Never), &local, now),
+            StoreStatus::Full
+        );
+        assert_eq!(
+            s.put(&rec(middle, Ttl::Never), &local, now),
+            StoreStatus::Stored
+        );
         assert!(s.get(&far, now).is_none(), "the farthest record made room");
         assert!(s.get(&near, now).is_some() && s.get(&middle, now).is_some());
-        assert_eq!(s.put(&rec(near, Ttl::Seconds(5)), &local, now), StoreStatus::Updated);
+        assert_eq!(
+            s.put(&rec(near, Ttl::Seconds(5)), &local, now),
+            StoreStatus::Updated
+        );
     }
 
     #[test]
@@ -190,13 +216,29 @@ mod tests {
         let local = Key::ZERO;
         let mut s = MemoryStore::<1, 4>::new();
         let now = Instant::ZERO;
-        assert_eq!(s.put(&rec(Key::hash(b"x"), Ttl::Never), &local, now), StoreStatus::TooLarge);
+        assert_eq!(
+            s.put(&rec(Key::hash(b"x"), Ttl::Never), &local, now),
+            StoreStatus::TooLarge
+        );
         let small = Record::new(Key::hash(b"y"), b"ab", Ttl::Seconds(1)).unwrap();
         assert_eq!(s.put(&small, &local, now), StoreStatus::Stored);
-        assert_eq!(s.put(&Record { ttl: Ttl::Seconds(0), ..small.clone() }, &local, now), StoreStatus::Expired);
+        assert_eq!(
+            s.put(
+                &Record {
+                    ttl: Ttl::Seconds(0),
+                    ..small.clone()
+                },
+                &local,
+                now
+            ),
+            StoreStatus::Expired
+        );
         // The first record has expired by t=2s, so a far record still fits.
         let other = Record::new(Key::hash(b"z"), b"cd", Ttl::Never).unwrap();
-        assert_eq!(s.put(&other, &local, Instant::from_millis(2000)), StoreStatus::Stored);
+        assert_eq!(
+            s.put(&other, &local, Instant::from_millis(2000)),
+            StoreStatus::Stored
+        );
         assert!(s.remove(&other.key));
         assert!(!s.remove(&other.key));
         assert!(s.is_empty());

@@ -61,12 +61,23 @@ mod tests {
     const NET: u32 = 7;
 
     fn header() -> Header {
-        Header { network: NET, txid: 0xDEAD_BEEF, sender: Key::hash(b"sender") }
+        Header {
+            network: NET,
+            txid: 0xDEAD_BEEF,
+            sender: Key::hash(b"sender"),
+        }
     }
 
     fn encoded(body: Body<u16>) -> std::vec::Vec<u8> {
         let mut buf = [0u8; <u16 as Address>::MAX_MESSAGE_LEN];
-        let n = encode(&Message { header: header(), body }, &mut buf).unwrap();
+        let n = encode(
+            &Message {
+                header: header(),
+                body,
+            },
+            &mut buf,
+        )
+        .unwrap();
         buf[..n].to_vec()
     }
 
@@ -93,7 +104,11 @@ mod tests {
             record: Record::new(Key::hash(b"k"), b"hello", Ttl::Seconds(60)).unwrap(),
         });
         for cut in 1..bytes.len() {
-            assert_eq!(decode::<u16>(&bytes[..cut], NET), Err(DecodeError::Truncated), "cut at {cut}");
+            assert_eq!(
+                decode::<u16>(&bytes[..cut], NET),
+                Err(DecodeError::Truncated),
+                "cut at {cut}"
+            );
         }
         assert!(decode::<u16>(&bytes, NET).is_ok());
     }
@@ -108,27 +123,41 @@ mod tests {
     fn error_wrong_version() {
         let mut bytes = encoded(Body::Ping);
         bytes[0] = 9;
-        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::WrongVersion(9)));
+        assert_eq!(
+            decode::<u16>(&bytes, NET),
+            Err(DecodeError::WrongVersion(9))
+        );
     }
 
     #[test]
     fn error_wrong_network() {
         let bytes = encoded(Body::Pong);
-        assert_eq!(decode::<u16>(&bytes, NET + 1), Err(DecodeError::WrongNetwork(NET)));
+        assert_eq!(
+            decode::<u16>(&bytes, NET + 1),
+            Err(DecodeError::WrongNetwork(NET))
+        );
     }
 
     #[test]
     fn error_unknown_message_type() {
         let mut bytes = encoded(Body::Ping);
         bytes[38] = MessageKind::COUNT as u8;
-        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::UnknownMessageType(8)));
+        assert_eq!(
+            decode::<u16>(&bytes, NET),
+            Err(DecodeError::UnknownMessageType(8))
+        );
         bytes[38] = 0xFF;
-        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::UnknownMessageType(0xFF)));
+        assert_eq!(
+            decode::<u16>(&bytes, NET),
+            Err(DecodeError::UnknownMessageType(0xFF))
+        );
     }
 
     #[test]
     fn error_invalid_field_too_many_contacts() {
-        let mut bytes = encoded(Body::Nodes { contacts: Vec::new() });
+        let mut bytes = encoded(Body::Nodes {
+            contacts: Vec::new(),
+        });
         // Claim MAX_CONTACTS + 1 contacts and supply them all.
         *bytes.last_mut().unwrap() = (MAX_CONTACTS + 1) as u8;
         for i in 0..=MAX_CONTACTS {
@@ -153,7 +182,9 @@ mod tests {
         assert!(bytes.len() <= <u16 as Address>::MAX_MESSAGE_LEN);
         assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::InvalidField));
 
-        let mut ack = encoded(Body::StoreAck { status: StoreStatus::Full });
+        let mut ack = encoded(Body::StoreAck {
+            status: StoreStatus::Full,
+        });
         *ack.last_mut().unwrap() = 99; // no such status
         assert_eq!(decode::<u16>(&ack, NET), Err(DecodeError::InvalidField));
 
@@ -163,7 +194,10 @@ mod tests {
         bad_varint[3] = 0xFF;
         bad_varint[4] = 0xFF;
         bad_varint[5] = 0xFF;
-        assert_eq!(decode::<u16>(&bad_varint, NET), Err(DecodeError::InvalidField));
+        assert_eq!(
+            decode::<u16>(&bad_varint, NET),
+            Err(DecodeError::InvalidField)
+        );
     }
 
     #[test]
@@ -175,8 +209,14 @@ mod tests {
 
     #[test]
     fn encode_reports_small_buffer() {
-        let msg: Message<u16> = Message { header: header(), body: Body::Ping };
-        assert_eq!(encode(&msg, &mut [0u8; 10]), Err(EncodeError::BufferTooSmall));
+        let msg: Message<u16> = Message {
+            header: header(),
+            body: Body::Ping,
+        };
+        assert_eq!(
+            encode(&msg, &mut [0u8; 10]),
+            Err(EncodeError::BufferTooSmall)
+        );
         assert_eq!(encode(&msg, &mut []), Err(EncodeError::BufferTooSmall));
     }
 
@@ -185,20 +225,50 @@ mod tests {
         let full = |addr: SocketAddr| {
             let mut contacts = Vec::new();
             for i in 0..MAX_CONTACTS {
-                contacts.push(Peer::new(Key::hash(&[i as u8]), addr)).unwrap();
+                contacts
+                    .push(Peer::new(Key::hash(&[i as u8]), addr))
+                    .unwrap();
             }
             Body::Nodes { contacts }
         };
-        let v6: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".parse().unwrap();
-        let max_header = Header { network: u32::MAX, txid: u32::MAX, sender: Key::hash(b"s") };
+        let v6: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        let max_header = Header {
+            network: u32::MAX,
+            txid: u32::MAX,
+            sender: Key::hash(b"s"),
+        };
         let mut buf = [0u8; 4096];
-        let n = encode(&Message { header: max_header, body: full(v6) }, &mut buf).unwrap();
+        let n = encode(
+            &Message {
+                header: max_header,
+                body: full(v6),
+            },
+            &mut buf,
+        )
+        .unwrap();
         assert_eq!(n, <SocketAddr as Address>::MAX_MESSAGE_LEN);
-        let record = Record::new(Key::hash(b"k"), &[0xAB; MAX_VALUE_LEN], Ttl::Seconds(u32::MAX)).unwrap();
+        let record = Record::new(
+            Key::hash(b"k"),
+            &[0xAB; MAX_VALUE_LEN],
+            Ttl::Seconds(u32::MAX),
+        )
+        .unwrap();
         let body: Body<u8> = Body::Store { record };
-        let n = encode(&Message { header: max_header, body }, &mut buf).unwrap();
+        let n = encode(
+            &Message {
+                header: max_header,
+                body,
+            },
+            &mut buf,
+        )
+        .unwrap();
         assert!(n <= <u8 as Address>::MAX_MESSAGE_LEN);
-        assert_eq!(n, crate::wire::MAX_HEADER_LEN + 1 + crate::wire::MAX_RECORD_LEN);
+        assert_eq!(
+            n,
+            crate::wire::MAX_HEADER_LEN + 1 + crate::wire::MAX_RECORD_LEN
+        );
     }
 
     fn key() -> impl Strategy<Value = Key> {
@@ -233,8 +303,9 @@ mod tests {
             Just(Body::Ping),
             Just(Body::Pong),
             key().prop_map(|target| Body::FindNode { target }),
-            proptest::collection::vec(peer, 0..=MAX_CONTACTS)
-                .prop_map(|v| Body::Nodes { contacts: Vec::from_iter(v) }),
+            proptest::collection::vec(peer, 0..=MAX_CONTACTS).prop_map(|v| Body::Nodes {
+                contacts: Vec::from_iter(v)
+            }),
             key().prop_map(|key| Body::FindValue { key }),
             record().prop_map(|record| Body::Value { record }),
             record().prop_map(|record| Body::Store { record }),

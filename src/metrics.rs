@@ -1,0 +1,102 @@
+//! Counters of everything a node received, sent, and rejected.
+
+use crate::wire::DecodeError;
+
+/// Counters since the node started. Every rejected input increments exactly
+/// one counter, so "no silent drop" can be checked by summing them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Metrics {
+    /// Datagrams passed to `handle_input`.
+    pub datagrams_in: u64,
+    /// Bytes passed to `handle_input`.
+    pub bytes_in: u64,
+    /// Datagrams returned by `poll_transmit`.
+    pub datagrams_out: u64,
+    /// Bytes returned by `poll_transmit`.
+    pub bytes_out: u64,
+    /// Requests answered.
+    pub requests_served: u64,
+    /// Decode failures: empty datagram.
+    pub decode_empty: u64,
+    /// Decode failures: truncated.
+    pub decode_truncated: u64,
+    /// Decode failures: too long.
+    pub decode_too_long: u64,
+    /// Decode failures: unsupported version.
+    pub decode_wrong_version: u64,
+    /// Decode failures: another network.
+    pub decode_wrong_network: u64,
+    /// Decode failures: unknown message type.
+    pub decode_unknown_type: u64,
+    /// Decode failures: invalid field.
+    pub decode_invalid_field: u64,
+    /// Decode failures: trailing bytes.
+    pub decode_trailing_bytes: u64,
+    /// Messages claiming to come from this node's own id.
+    pub own_id: u64,
+    /// Responses matching no request ever made.
+    pub unsolicited: u64,
+    /// Responses to a request that had already timed out.
+    pub late: u64,
+    /// Responses to a request that was already answered.
+    pub duplicate: u64,
+    /// Responses whose address or node id differ from the request's peer.
+    pub mismatched: u64,
+    /// Responses of the wrong type for their request.
+    pub unexpected_response: u64,
+    /// VALUE responses carrying a record for another key.
+    pub invalid_record: u64,
+    /// Inbound requests dropped because the outbound queue was full.
+    pub overloaded: u64,
+    /// Liveness probes not sent because the outbound queue was full.
+    pub probes_skipped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Messages that did not fit the buffer given to `poll_transmit`.
+    pub encode_failures: u64,
+    /// Contacts a full table refused to move to a new address.
+    pub address_conflicts: u64,
+    /// Requests of ours that timed out.
+    pub timeouts: u64,
+    /// Lookups started by commands.
+    pub lookups_started: u64,
+    /// Lookups finished and reported.
+    pub lookups_finished: u64,
+}
+
+impl Metrics {
+    pub(crate) fn count_decode_error(&mut self, e: DecodeError) {
+        let c = match e {
+            DecodeError::Empty => &mut self.decode_empty,
+            DecodeError::Truncated => &mut self.decode_truncated,
+            DecodeError::TooLong => &mut self.decode_too_long,
+            DecodeError::WrongVersion(_) => &mut self.decode_wrong_version,
+            DecodeError::WrongNetwork(_) => &mut self.decode_wrong_network,
+            DecodeError::UnknownMessageType(_) => &mut self.decode_unknown_type,
+            DecodeError::InvalidField => &mut self.decode_invalid_field,
+            DecodeError::TrailingBytes => &mut self.decode_trailing_bytes,
+        };
+        *c += 1;
+    }
+
+    /// Every datagram rejected, for whatever reason.
+    pub fn rejected(&self) -> u64 {
+        self.decode_empty
+            + self.decode_truncated
+            + self.decode_too_long
+            + self.decode_wrong_version
+            + self.decode_wrong_network
+            + self.decode_unknown_type
+            + self.decode_invalid_field
+            + self.decode_trailing_bytes
+            + self.own_id
+            + self.unsolicited
+            + self.late
+            + self.duplicate
+            + self.mismatched
+            + self.unexpected_response
+            + self.invalid_record
+            + self.overloaded
+    }
+}

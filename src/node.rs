@@ -1,0 +1,1039 @@
+//! The sans-IO node: the protocol state machine every embedder drives.
+//!
+//! Methods come in four groups, in the quinn-proto manner: getters, `handle_*`
+//! (input), commands, and `poll_*` (output). The calling contract: after any
+//! `handle_*` call or command, drain [`Node::poll_transmit`] and
+//! [`Node::poll_event`] until they return `None`, then read
+//! [`Node::poll_timeout`] and call [`Node::handle_timeout`] no later than that.
+
+use heapless::{Deque, Vec};
+
+use crate::config::Config;
+use crate::event::{Event, RemovalReason};
+use crate::id::{Key, NodeId};
+use crate::metrics::Metrics;
+use crate::peer::{Address, Peer};
+use crate::query::{
+    Candidate, CandidateState, Lookup, LookupKind, Phase, QueryId, ReplyEffect, Termination,
+};
+use crate::rng::Rng;
+use crate::routing::{InsertOutcome, Origin, RemovedContact, RoutingTable};
+use crate::store::{MemoryStore, Record, Store, StoreStatus};
+use crate::time::Instant;
+use crate::wire::{self, Body, DecodeError, Header, MAX_CONTACTS, Message};
+
+/// Responses and probes waiting for `poll_transmit`. Lookup requests do not
+/// queue here: they are marked on their candidates and built on demand.
+pub const OUTBOUND_CAPACITY: usize = 8;
+/// Notices (contact removals) waiting for `poll_event`. Finished lookups wait
+/// in their own slots and need no room here.
+pub const NOTICE_CAPACITY: usize = 8;
+/// Seeds one `bootstrap` can ping.
+pub const MAX_SEEDS: usize = 8;
+/// Transaction ids of requests still unanswered when their lookup ended,
+/// remembered so that their answers count as late rather than unsolicited.
+const RETIRED_CAPACITY: usize = 16;
+
+/// A datagram to send: `len` bytes at the start of the buffer given to
+/// [`Node::poll_transmit`], for `destination`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<A> {
+    /// Where to send it.
+    pub destination: A,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+/// Why `handle_input` rejected a datagram. Each variant has a counter in
+/// [`Metrics`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InputError {
+    /// The bytes are not a valid message.
+    Decode(DecodeError),
+    /// The message claims to come from this node's own id.
+    OwnId,
+    /// A response to no request this node made.
+    Unsolicited,
+    /// A response to a request that already timed out.
+    Late,
+    /// A second response to an answered request.
+    Duplicate,
+    /// A response from another address or node id than the request went to.
+    Mismatched,
+    /// A response of the wrong type for its request.
+    UnexpectedResponse,
+    /// A VALUE response carrying a record for another key.
+    InvalidRecord,
+    /// A request arrived while the outbound queue was full; it was dropped.
+    Overloaded,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CommandError {
+    /// Every lookup slot is in use: retry after a lookup finishes.
+    Busy,
+    /// The routing table is empty (and, for `bootstrap`, no seed was given).
+    NoContacts,
+    /// More seeds than [`MAX_SEEDS`].
+    TooManySeeds,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outbound {
+    Ping,
+    Pong,
+    Nodes { target: Key, requester: NodeId },
+    ValueOrNodes { key: Key, requester: NodeId },
+    StoreAck(StoreStatus),
+}
+
+#[derive(Clone, Debug)]
+struct Outgoing<A> {
+    to: A,
+    txid: u32,
+    what: Outbound,
+}
+
+#[derive(Clone, Debug)]
+struct SeedProbe<A> {
+    addr: A,
+    txid: u32,
+    deadline: Instant,
+    sent: bool,
+    query: QueryId,
+}
+
+/// A response's payload, as far as request matching cares.
+enum Response<'a, A> {
+    Pong,
+    Nodes(&'a [Peer<A>]),
+    Value(Record),
+    StoreAck(StoreStatus),
+}
+
+/// A Kademlia node as a pure state machine.
+///
+/// - `A`: the embedder's address type.
+/// - `S`: the record store (default: 32 records of up to 64 bytes in RAM).
+/// - `K`: bucket size (k). The MaidSafe paper argues for 2 to 4; 20 works too.
+/// - `B`: number of buckets; nodes sharing `B - 1` or more leading bits with
+///   this node share the last bucket.
+/// - `L`: lookups that can run at once.
+/// - `C`: candidates each lookup tracks.
+///
+/// Memory is fixed by these parameters; nothing is ever allocated.
+#[derive(Clone, Debug)]
+pub struct Node<
+    A: Address,
+    S: Store = MemoryStore<32, 64>,
+    const K: usize = 4,
+    const B: usize = 20,
+    const L: usize = 4,
+    const C: usize = 16,
+> {
+    config: Config,
+    id: NodeId,
+    rng: Rng,
+    now: Instant,
+    table: RoutingTable<A, K, B>,
+    store: S,
+    lookups: Vec<Lookup<A, C>, L>,
+    seeds: Vec<SeedProbe<A>, MAX_SEEDS>,
+    outbound: Deque<Outgoing<A>, OUTBOUND_CAPACITY>,
+    notices: Deque<Event<A, K>, NOTICE_CAPACITY>,
+    retired: Deque<u32, RETIRED_CAPACITY>,
+    next_query: u32,
+    metrics: Metrics,
+}
+
+impl<A: Address, S: Store + Default, const K: usize, const B: usize, const L: usize, const C: usize>
+    Node<A, S, K, B, L, C>
+{
+    /// A node with an empty store of type `S` (by default a [`MemoryStore`]).
+    pub fn new(config: Config, id: NodeId, seed: u64, now: Instant) -> Self {
+        Self::with_store(config, id, seed, now, S::default())
+    }
+}
+
+impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const C: usize>
+    Node<A, S, K, B, L, C>
+{
+    /// A node with the embedder's store. `seed` drives every random choice
+    /// (transaction ids, refresh targets), so a run replays exactly.
+    pub fn with_store(config: Config, id: NodeId, seed: u64, now: Instant, store: S) -> Self {
+        Node {
+            config,
+            id,
+            rng: Rng::new(seed),
+            now,
+            table: RoutingTable::new(id),
+            store,
+            lookups: Vec::new(),
+            seeds: Vec::new(),
+            outbound: Deque::new(),
+            notices: Deque::new(),
+            retired: Deque::new(),
+            next_query: 0,
+            metrics: Metrics::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The runtime parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The routing table.
+    pub fn routing_table(&self) -> &RoutingTable<A, K, B> {
+        &self.table
+    }
+
+    /// The record store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The record store, mutably (for an embedder that manages records itself).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Counters of traffic and rejections.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Lookups started and not yet reported by `poll_event`.
+    pub fn active_lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// The latest time the node was given.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The number of contacts a reply and a lookup result carry: `b`, clamped.
+    fn b(&self) -> usize {
+        (self.config.closest as usize).clamp(1, K.min(MAX_CONTACTS))
+    }
+
+    // ----- input -----
+
+    /// One datagram from `from`, received at `now`.
+    ///
+    /// Rejected input leaves the node's state as it was, except for the
+    /// counter that records the rejection.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        from: A,
+        datagram: &[u8],
+    ) -> Result<(), InputError> {
+        self.advance_clock(now);
+        self.metrics.datagrams_in += 1;
+        self.metrics.bytes_in += datagram.len() as u64;
+        let msg: Message<A> = match wire::decode(datagram, self.config.network_id) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.count_decode_error(e);
+                trace!("rejected datagram from {:?}: {:?}", from, e);
+                return Err(InputError::Decode(e));
+            }
+        };
+        if msg.header.sender == self.id {
+            self.metrics.own_id += 1;
+            trace!("rejected datagram from {:?}: claims our own id", from);
+            return Err(InputError::OwnId);
+        }
+        let sender = Peer::new(msg.header.sender, from);
+        let txid = msg.header.txid;
+        let result = match msg.body {
+            Body::Ping => self.serve(sender, txid, Outbound::Pong),
+            Body::FindNode { target } => {
+                let requester = sender.id;
+                self.serve(sender, txid, Outbound::Nodes { target, requester })
+            }
+            Body::FindValue { key } => {
+                let requester = sender.id;
+                self.serve(sender, txid, Outbound::ValueOrNodes { key, requester })
+            }
+            Body::Store { record } => {
+                // Store only what can be acknowledged: a dropped STORE must
+                // leave no trace, so the requester's retry sees the same state.
+                if self.outbound.is_full() {
+                    self.metrics.overloaded += 1;
+                    Err(InputError::Overloaded)
+                } else {
+                    let status = self.store.put(&record, &self.id, self.now);
+                    self.serve(sender, txid, Outbound::StoreAck(status))
+                }
+            }
+            Body::Pong => self.on_response(sender, txid, Response::Pong),
+            Body::Nodes { contacts } => self.on_response(sender, txid, Response::Nodes(&contacts)),
+            Body::Value { record } => self.on_response(sender, txid, Response::Value(record)),
+            Body::StoreAck { status } => self.on_response(sender, txid, Response::StoreAck(status)),
+        };
+        if let Err(e) = result {
+            trace!("rejected datagram: {:?}", e);
+        }
+        result
+    }
+
+    /// Advances timers to `now`: request and lookup deadlines, liveness
+    /// probes, record expiry. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_clock(now);
+        let now = self.now;
+        // Lookup requests and deadlines.
+        for li in 0..self.lookups.len() {
+            let lookup = &mut self.lookups[li];
+            if matches!(lookup.phase, Phase::Finished(_)) {
+                continue;
+            }
+            let mut i = 0;
+            while i < self.lookups[li].candidates.len() {
+                let lookup = &mut self.lookups[li];
+                let state = lookup.candidates[i].state;
+                match state {
+                    CandidateState::InFlight { deadline, .. } if deadline <= now => {
+                        let id = lookup.candidates[i].peer.id;
+                        let effect =
+                            lookup.resolve(i, false, self.config.beta, self.config.step_to_stop);
+                        self.metrics.timeouts += 1;
+                        self.contact_failed(&id);
+                        if let ReplyEffect::SearchDone(t) = effect {
+                            if self.lookups[li].phase == Phase::Searching {
+                                self.finish_search(li, t);
+                            }
+                        }
+                    }
+                    CandidateState::Storing { txid, deadline, .. } if deadline <= now => {
+                        lookup.candidates[i].state = CandidateState::StoreFailed { txid };
+                        lookup.stats.timeouts = lookup.stats.timeouts.saturating_add(1);
+                        let id = lookup.candidates[i].peer.id;
+                        self.metrics.timeouts += 1;
+                        self.contact_failed(&id);
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            let lookup = &mut self.lookups[li];
+            if lookup.deadline <= now && !matches!(lookup.phase, Phase::Finished(_)) {
+                for c in lookup.candidates.iter_mut() {
+                    if let CandidateState::Storing { txid, .. } = c.state {
+                        c.state = CandidateState::StoreFailed { txid };
+                    }
+                }
+                if lookup.phase == Phase::Storing {
+                    lookup.phase = Phase::Finished(Termination::Deadline);
+                } else {
+                    self.finish_search(li, Termination::Deadline);
+                }
+            }
+            self.advance(li);
+        }
+        // Seed probes.
+        let mut i = 0;
+        while i < self.seeds.len() {
+            if self.seeds[i].deadline <= now {
+                let probe = self.seeds.swap_remove(i);
+                self.metrics.timeouts += 1;
+                if let Some(li) = self.lookup_index(probe.query) {
+                    let l = &mut self.lookups[li];
+                    l.seeds_pending = l.seeds_pending.saturating_sub(1);
+                    l.stats.timeouts = l.stats.timeouts.saturating_add(1);
+                    self.advance(li);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        // Ping-before-evict probes: one missed probe evicts.
+        while let Some((id, heard_since)) = self.table.overdue_probe(now) {
+            if heard_since {
+                // The PONG was lost or is slow, but the contact spoke since.
+                self.table.clear_probe(&id);
+                continue;
+            }
+            self.metrics.timeouts += 1;
+            if let Some(removed) = self.table.record_failure(&id, now, 1) {
+                self.notify_removed(removed);
+            }
+        }
+        if self.store.next_expiry().is_some_and(|t| t <= now) {
+            self.store.remove_expired(now);
+        }
+    }
+
+    // ----- commands -----
+
+    /// Joins the network: pings `seeds` (at most [`MAX_SEEDS`]), looks up this
+    /// node's own id, then looks up a random id in every bucket farther than
+    /// the nearest neighbour (pre-population, MaidSafe paper VI-B). Reported
+    /// by [`Event::Bootstrapped`].
+    pub fn bootstrap(&mut self, now: Instant, seeds: &[A]) -> Result<QueryId, CommandError> {
+        self.advance_clock(now);
+        if seeds.len() > MAX_SEEDS {
+            return Err(CommandError::TooManySeeds);
+        }
+        if seeds.is_empty() && self.table.is_empty() {
+            return Err(CommandError::NoContacts);
+        }
+        if self.lookups.is_full() || self.seeds.len() + seeds.len() > MAX_SEEDS {
+            return Err(CommandError::Busy);
+        }
+        let width = self.b();
+        let query = self.open_lookup(LookupKind::Bootstrap, self.id, width)?;
+        let li = self.lookups.len() - 1;
+        for addr in seeds {
+            let txid = self.rng.next_u32();
+            let deadline = self.now + self.config.request_timeout;
+            // Cannot fail: capacity checked above.
+            let _ = self.seeds.push(SeedProbe {
+                addr: addr.clone(),
+                txid,
+                deadline,
+                sent: false,
+                query,
+            });
+        }
+        let l = &mut self.lookups[li];
+        l.seeds_pending = seeds.len() as u8;
+        l.phase = Phase::PingingSeeds;
+        self.advance(li);
+        Ok(query)
+    }
+
+    /// Finds the `b` nodes closest to `target`. Reported by [`Event::FoundNodes`].
+    pub fn find_node(&mut self, now: Instant, target: Key) -> Result<QueryId, CommandError> {
+        self.advance_clock(now);
+        let width = self.b();
+        self.start_lookup(LookupKind::FindNode, target, width, None)
+    }
+
+    /// Looks up the record under `key`, locally first. Reported by
+    /// [`Event::GetFinished`].
+    pub fn get(&mut self, now: Instant, key: Key) -> Result<QueryId, CommandError> {
+        self.advance_clock(now);
+        if let Some(record) = self.store.get(&key, self.now) {
+            let width = self.b();
+            let query = self.open_lookup(LookupKind::Get, key, width)?;
+            if let Some(l) = self.lookups.last_mut() {
+                l.record = Some(record);
+                l.phase = Phase::Finished(Termination::ValueFound);
+            }
+            return Ok(query);
+        }
+        let width = self.b();
+        self.start_lookup(LookupKind::Get, key, width, None)
+    }
+
+    /// Stores `record` on the `replicas` closest nodes (py-dht's
+    /// `provide_block_segment`). Reported by [`Event::PutFinished`].
+    pub fn put(&mut self, now: Instant, record: Record) -> Result<QueryId, CommandError> {
+        self.advance_clock(now);
+        let width = (self.config.replicas as usize).max(self.b()).min(C);
+        let key = record.key;
+        self.start_lookup(LookupKind::Put, key, width, Some(record))
+    }
+
+    /// Stores a record in this node's own store only.
+    pub fn put_local(&mut self, now: Instant, record: &Record) -> StoreStatus {
+        self.advance_clock(now);
+        self.store.put(record, &self.id, self.now)
+    }
+
+    /// The live record under `key` in this node's own store.
+    pub fn get_local(&self, key: &Key) -> Option<Record> {
+        self.store.get(key, self.now)
+    }
+
+    // ----- output -----
+
+    /// The next datagram to send, encoded into `buf`. `buf` should hold
+    /// [`Address::MAX_MESSAGE_LEN`] bytes; a message that does not fit is
+    /// dropped and counted in [`Metrics::encode_failures`].
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit<A>> {
+        loop {
+            let (destination, header, body) = self.next_message()?;
+            match wire::encode(&Message { header, body }, buf) {
+                Ok(len) => {
+                    self.metrics.datagrams_out += 1;
+                    self.metrics.bytes_out += len as u64;
+                    return Some(Transmit { destination, len });
+                }
+                Err(_) => self.metrics.encode_failures += 1,
+            }
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event<A, K>> {
+        if let Some(e) = self.notices.pop_front() {
+            return Some(e);
+        }
+        let (li, termination) =
+            self.lookups
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| match l.phase {
+                    Phase::Finished(t) => Some((i, t)),
+                    _ => None,
+                })?;
+        let l = self.lookups.swap_remove(li);
+        self.retire(&l);
+        self.metrics.lookups_finished += 1;
+        Some(self.outcome(l, termination))
+    }
+
+    /// When [`Node::handle_timeout`] should be called next, if anything is
+    /// pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let lookups = self
+            .lookups
+            .iter()
+            .filter(|l| !matches!(l.phase, Phase::Finished(_)))
+            .map(|l| l.next_deadline());
+        let seeds = self.seeds.iter().map(|s| s.deadline);
+        lookups
+            .chain(seeds)
+            .chain(self.table.next_probe_deadline())
+            .chain(self.store.next_expiry())
+            .min()
+    }
+
+    // ----- internals -----
+
+    fn advance_clock(&mut self, now: Instant) {
+        // Time never runs backwards inside the node, whatever the embedder's clock does.
+        self.now = self.now.max(now);
+    }
+
+    fn lookup_index(&self, query: QueryId) -> Option<usize> {
+        self.lookups.iter().position(|l| l.id == query)
+    }
+
+    fn open_lookup(
+        &mut self,
+        kind: LookupKind,
+        target: Key,
+        width: usize,
+    ) -> Result<QueryId, CommandError> {
+        if self.lookups.is_full() {
+            return Err(CommandError::Busy);
+        }
+        let query = QueryId(self.next_query);
+        self.next_query = self.next_query.wrapping_add(1);
+        let lookup = Lookup::new(
+            query,
+            kind,
+            target,
+            width,
+            self.now,
+            self.config.lookup_timeout,
+        );
+        // Cannot fail: checked above.
+        let _ = self.lookups.push(lookup);
+        self.metrics.lookups_started += 1;
+        debug!("lookup {:?} {:?} started", query, kind);
+        Ok(query)
+    }
+
+    fn start_lookup(
+        &mut self,
+        kind: LookupKind,
+        target: Key,
+        width: usize,
+        record: Option<Record>,
+    ) -> Result<QueryId, CommandError> {
+        if self.table.is_empty() {
+            return Err(CommandError::NoContacts);
+        }
+        let query = self.open_lookup(kind, target, width)?;
+        let li = self.lookups.len() - 1;
+        self.lookups[li].record = record;
+        self.seed_candidates(li);
+        self.advance(li);
+        Ok(query)
+    }
+
+    /// Fills a lookup's candidates from the routing table.
+    fn seed_candidates(&mut self, li: usize) {
+        let mut closest: Vec<Peer<A>, C> = Vec::new();
+        let target = self.lookups[li].target;
+        self.table.closest_into(&target, C, None, &mut closest);
+        for p in closest {
+            self.lookups[li].offer(p, &self.id);
+        }
+    }
+
+    /// Moves lookup `li` forward: phase changes and new rounds.
+    fn advance(&mut self, li: usize) {
+        let l = &mut self.lookups[li];
+        match l.phase {
+            Phase::PingingSeeds => {
+                if l.seeds_pending == 0 {
+                    l.phase = Phase::Searching;
+                    self.seed_candidates(li);
+                    self.advance(li);
+                }
+            }
+            Phase::Searching => {
+                if let Some(t) = l.termination() {
+                    self.finish_search(li, t);
+                } else if l.wants_round() {
+                    let rng = &mut self.rng;
+                    l.start_round(
+                        self.config.alpha.max(1),
+                        self.now,
+                        self.config.request_timeout,
+                        || rng.next_u32(),
+                    );
+                }
+            }
+            Phase::Storing => {
+                let outstanding = l
+                    .candidates
+                    .iter()
+                    .any(|c| matches!(c.state, CandidateState::Storing { .. }));
+                if !outstanding {
+                    l.phase = Phase::Finished(Termination::Converged);
+                }
+            }
+            Phase::Finished(_) => {}
+        }
+    }
+
+    /// The search phase of lookup `li` ended with `t`.
+    fn finish_search(&mut self, li: usize, t: Termination) {
+        let l = &mut self.lookups[li];
+        match l.kind {
+            LookupKind::FindNode | LookupKind::Get => l.phase = Phase::Finished(t),
+            LookupKind::Put => {
+                let replicas = (self.config.replicas as usize).max(1);
+                let deadline = self.now + self.config.request_timeout;
+                let mut marked = 0;
+                for c in l.candidates.iter_mut() {
+                    if marked >= replicas {
+                        break;
+                    }
+                    if matches!(c.state, CandidateState::Answered { .. }) {
+                        c.state = CandidateState::Storing {
+                            txid: self.rng.next_u32(),
+                            deadline,
+                            sent: false,
+                        };
+                        marked += 1;
+                    }
+                }
+                l.phase = if marked == 0 {
+                    Phase::Finished(t)
+                } else {
+                    Phase::Storing
+                };
+                l.round = l.round.wrapping_add(1);
+            }
+            LookupKind::Bootstrap => {
+                if t == Termination::Deadline {
+                    l.phase = Phase::Finished(t);
+                    return;
+                }
+                let remaining = match l.next_refresh {
+                    // The self lookup just ended: refresh every bucket farther
+                    // than the nearest neighbour's.
+                    None => self.table.nearest_bucket().unwrap_or(0) as u16,
+                    Some(n) => n,
+                };
+                if remaining == 0 {
+                    l.phase = Phase::Finished(t);
+                    l.next_refresh = Some(0);
+                    return;
+                }
+                let bucket = remaining - 1;
+                l.next_refresh = Some(bucket);
+                let l = &self.lookups[li];
+                for c in l.candidates.iter() {
+                    if let CandidateState::InFlight {
+                        txid, sent: true, ..
+                    } = c.state
+                    {
+                        Self::remember_retired(&mut self.retired, txid);
+                    }
+                }
+                let l = &mut self.lookups[li];
+                let target = self.id.random_with_prefix(bucket as usize, &mut self.rng);
+                l.retarget(target);
+                self.seed_candidates(li);
+                self.advance(li);
+            }
+        }
+    }
+
+    /// Answers a request (learning its sender first), or drops it when the
+    /// outbound queue is full.
+    fn serve(&mut self, sender: Peer<A>, txid: u32, what: Outbound) -> Result<(), InputError> {
+        if self.outbound.is_full() {
+            self.metrics.overloaded += 1;
+            return Err(InputError::Overloaded);
+        }
+        let to = sender.addr.clone();
+        self.learn(sender, Origin::Incoming);
+        self.metrics.requests_served += 1;
+        // Cannot fail: checked above, and learning only queues a probe when
+        // there is room left after this reply (see `learn`).
+        let _ = self.outbound.push_back(Outgoing { to, txid, what });
+        Ok(())
+    }
+
+    /// Adds a peer that proved itself (it sent a valid message) to the table.
+    fn learn(&mut self, peer: Peer<A>, origin: Origin) {
+        match self.table.insert(peer, self.now, origin) {
+            InsertOutcome::Pending { ping } => {
+                // Keep one slot free for the reply that may follow.
+                if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
+                    let txid = self.rng.next_u32();
+                    let deadline = self.now + self.config.request_timeout;
+                    self.table.start_probe(&ping.id, txid, self.now, deadline);
+                    let _ = self.outbound.push_back(Outgoing {
+                        to: ping.addr,
+                        txid,
+                        what: Outbound::Ping,
+                    });
+                } else {
+                    self.metrics.probes_skipped += 1;
+                }
+            }
+            InsertOutcome::AddressConflict => self.metrics.address_conflicts += 1,
+            InsertOutcome::Added
+            | InsertOutcome::Refreshed
+            | InsertOutcome::Queued
+            | InsertOutcome::SelfId => {}
+        }
+    }
+
+    fn contact_failed(&mut self, id: &NodeId) {
+        if let Some(removed) = self
+            .table
+            .record_failure(id, self.now, self.config.max_failures)
+        {
+            self.notify_removed(removed);
+        }
+    }
+
+    fn notify_removed(&mut self, removed: RemovedContact<A>) {
+        debug!(
+            "contact {:?} removed: unresponsive",
+            removed.contact.peer.id
+        );
+        let event = Event::ContactRemoved {
+            peer: removed.contact.peer,
+            reason: RemovalReason::Unresponsive,
+            replaced_by: removed.replaced_by,
+        };
+        if self.notices.push_back(event).is_err() {
+            self.metrics.events_dropped += 1;
+        }
+    }
+
+    /// Matches a response to the request it answers, then acts on it.
+    fn on_response(
+        &mut self,
+        sender: Peer<A>,
+        txid: u32,
+        response: Response<'_, A>,
+    ) -> Result<(), InputError> {
+        // Lookup requests.
+        for li in 0..self.lookups.len() {
+            let Some(ci) = self.lookups[li].find_txid(txid) else {
+                continue;
+            };
+            if matches!(self.lookups[li].phase, Phase::Finished(_)) {
+                // The lookup ended (stalled or found its value) before this answer.
+                self.metrics.late += 1;
+                return Err(InputError::Late);
+            }
+            return self.on_lookup_response(li, ci, sender, response);
+        }
+        // Liveness probes.
+        if let Some(contact) = self.table.probe_owner(txid) {
+            if contact.peer != sender {
+                self.metrics.mismatched += 1;
+                return Err(InputError::Mismatched);
+            }
+            if !matches!(response, Response::Pong) {
+                self.metrics.unexpected_response += 1;
+                return Err(InputError::UnexpectedResponse);
+            }
+            self.learn(sender, Origin::Outgoing);
+            return Ok(());
+        }
+        // Bootstrap seeds: their id is learnt from the answer.
+        if let Some(si) = self.seeds.iter().position(|s| s.txid == txid && s.sent) {
+            if self.seeds[si].addr != sender.addr {
+                self.metrics.mismatched += 1;
+                return Err(InputError::Mismatched);
+            }
+            if !matches!(response, Response::Pong) {
+                self.metrics.unexpected_response += 1;
+                return Err(InputError::UnexpectedResponse);
+            }
+            let probe = self.seeds.swap_remove(si);
+            self.learn(sender.clone(), Origin::Outgoing);
+            if let Some(li) = self.lookup_index(probe.query) {
+                let l = &mut self.lookups[li];
+                l.seeds_pending = l.seeds_pending.saturating_sub(1);
+                l.stats.responses = l.stats.responses.saturating_add(1);
+                self.advance(li);
+            }
+            return Ok(());
+        }
+        if let Some(pos) = self.retired.iter().position(|t| *t == txid) {
+            // Answers to one request arrive at most once from an honest peer.
+            let _ = self.retired.swap_remove_back(pos);
+            self.metrics.late += 1;
+            return Err(InputError::Late);
+        }
+        self.metrics.unsolicited += 1;
+        Err(InputError::Unsolicited)
+    }
+
+    /// Remembers the unanswered requests of a lookup that is going away.
+    fn retire(&mut self, l: &Lookup<A, C>) {
+        for c in l.candidates.iter() {
+            match c.state {
+                CandidateState::InFlight {
+                    txid, sent: true, ..
+                }
+                | CandidateState::Storing {
+                    txid, sent: true, ..
+                } => Self::remember_retired(&mut self.retired, txid),
+                _ => {}
+            }
+        }
+    }
+
+    fn remember_retired(retired: &mut Deque<u32, RETIRED_CAPACITY>, txid: u32) {
+        if retired.is_full() {
+            retired.pop_front();
+        }
+        let _ = retired.push_back(txid);
+    }
+
+    fn on_lookup_response(
+        &mut self,
+        li: usize,
+        ci: usize,
+        sender: Peer<A>,
+        response: Response<'_, A>,
+    ) -> Result<(), InputError> {
+        let l = &mut self.lookups[li];
+        let candidate: &Candidate<A> = &l.candidates[ci];
+        match candidate.state {
+            CandidateState::InFlight { sent: true, .. }
+            | CandidateState::Storing { sent: true, .. } => {}
+            CandidateState::Answered { .. } | CandidateState::Stored { .. } => {
+                self.metrics.duplicate += 1;
+                return Err(InputError::Duplicate);
+            }
+            CandidateState::Failed { .. } | CandidateState::StoreFailed { .. } => {
+                self.metrics.late += 1;
+                return Err(InputError::Late);
+            }
+            // Not sent yet: nobody can be answering it.
+            _ => {
+                self.metrics.unsolicited += 1;
+                return Err(InputError::Unsolicited);
+            }
+        }
+        if candidate.peer != sender {
+            self.metrics.mismatched += 1;
+            return Err(InputError::Mismatched);
+        }
+        let storing = matches!(candidate.state, CandidateState::Storing { .. });
+        let searching = l.phase == Phase::Searching;
+        let kind = l.kind;
+        let (beta, step) = (self.config.beta, self.config.step_to_stop);
+        let effect = match (storing, response) {
+            (true, Response::StoreAck(status)) => {
+                let txid = l.candidates[ci].state.txid().unwrap_or(0);
+                l.candidates[ci].state = CandidateState::Stored { txid, status };
+                l.stats.responses = l.stats.responses.saturating_add(1);
+                ReplyEffect::None
+            }
+            (false, Response::Nodes(contacts)) => {
+                // A straggler answering after the search ended only counts.
+                let txid = l.candidates[ci].state.txid();
+                if searching {
+                    for p in contacts {
+                        l.offer(p.clone(), &self.id);
+                    }
+                }
+                // Offers shift indices: find the answered candidate again.
+                match txid.and_then(|t| l.find_txid(t)) {
+                    Some(ci) => l.resolve(ci, true, beta, step),
+                    None => ReplyEffect::None,
+                }
+            }
+            (false, Response::Value(record)) if kind == LookupKind::Get => {
+                if record.key != l.target {
+                    self.metrics.invalid_record += 1;
+                    return Err(InputError::InvalidRecord);
+                }
+                l.record = Some(record);
+                let effect = l.resolve(ci, true, beta, step);
+                if self.config.stop_at_first_value {
+                    ReplyEffect::SearchDone(Termination::ValueFound)
+                } else {
+                    effect
+                }
+            }
+            _ => {
+                self.metrics.unexpected_response += 1;
+                return Err(InputError::UnexpectedResponse);
+            }
+        };
+        self.learn(sender, Origin::Outgoing);
+        if let ReplyEffect::SearchDone(t) = effect {
+            if self.lookups[li].phase == Phase::Searching {
+                self.finish_search(li, t);
+            }
+        }
+        self.advance(li);
+        Ok(())
+    }
+
+    /// The next message to send: queued responses and probes first, then
+    /// requests marked on lookups, then seed pings.
+    fn next_message(&mut self) -> Option<(A, Header, Body<A>)> {
+        let header = |txid| Header {
+            network: self.config.network_id,
+            txid,
+            sender: self.id,
+        };
+        if let Some(out) = self.outbound.pop_front() {
+            let body = match out.what {
+                Outbound::Ping => Body::Ping,
+                Outbound::Pong => Body::Pong,
+                Outbound::StoreAck(status) => Body::StoreAck { status },
+                Outbound::Nodes { target, requester } => self.nodes_body(&target, &requester),
+                Outbound::ValueOrNodes { key, requester } => match self.store.get(&key, self.now) {
+                    Some(record) => Body::Value { record },
+                    None => self.nodes_body(&key, &requester),
+                },
+            };
+            return Some((out.to, header(out.txid), body));
+        }
+        for l in self.lookups.iter_mut() {
+            for c in l.candidates.iter_mut() {
+                let (txid, body) = match &mut c.state {
+                    CandidateState::InFlight { txid, sent, .. } if !*sent => {
+                        *sent = true;
+                        let body = match l.kind {
+                            LookupKind::Get => Body::FindValue { key: l.target },
+                            _ => Body::FindNode { target: l.target },
+                        };
+                        (*txid, body)
+                    }
+                    CandidateState::Storing { txid, sent, .. } if !*sent => {
+                        *sent = true;
+                        let Some(record) = l.record.clone() else {
+                            continue;
+                        };
+                        (*txid, Body::Store { record })
+                    }
+                    _ => continue,
+                };
+                l.stats.requests = l.stats.requests.saturating_add(1);
+                return Some((c.peer.addr.clone(), header(txid), body));
+            }
+        }
+        for s in self.seeds.iter_mut() {
+            if !s.sent {
+                s.sent = true;
+                if let Some(l) = self.lookups.iter_mut().find(|l| l.id == s.query) {
+                    l.stats.requests = l.stats.requests.saturating_add(1);
+                }
+                return Some((s.addr.clone(), header(s.txid), Body::Ping));
+            }
+        }
+        None
+    }
+
+    fn nodes_body(&self, target: &Key, requester: &NodeId) -> Body<A> {
+        let mut contacts: Vec<Peer<A>, MAX_CONTACTS> = Vec::new();
+        self.table
+            .closest_into(target, self.b(), Some(requester), &mut contacts);
+        Body::Nodes { contacts }
+    }
+
+    fn outcome(&self, l: Lookup<A, C>, termination: Termination) -> Event<A, K> {
+        let mut stats = l.stats;
+        stats.elapsed = self.now.saturating_since(l.started);
+        debug!("lookup {:?} finished: {:?}", l.id, termination);
+        let mut closest: Vec<Peer<A>, K> = Vec::new();
+        for c in l.answered().take(self.b()) {
+            let _ = closest.push(c.peer.clone());
+        }
+        match l.kind {
+            LookupKind::Bootstrap => Event::Bootstrapped {
+                query: l.id,
+                contacts: self.table.len(),
+                termination,
+                stats,
+            },
+            LookupKind::FindNode => Event::FoundNodes {
+                query: l.id,
+                target: l.target,
+                closest,
+                termination,
+                stats,
+            },
+            LookupKind::Get => Event::GetFinished {
+                query: l.id,
+                key: l.target,
+                record: l.record,
+                closest,
+                termination,
+                stats,
+            },
+            LookupKind::Put => {
+                let mut stored = 0u8;
+                let mut attempted = 0u8;
+                for c in l.candidates.iter() {
+                    match c.state {
+                        CandidateState::Stored { status, .. } => {
+                            attempted += 1;
+                            if status.is_stored() {
+                                stored += 1;
+                            }
+                        }
+                        CandidateState::StoreFailed { .. } | CandidateState::Storing { .. } => {
+                            attempted += 1
+                        }
+                        _ => {}
+                    }
+                }
+                Event::PutFinished {
+                    query: l.id,
+                    key: l.target,
+                    stored,
+                    attempted,
+                    termination,
+                    stats,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! One lookup.
+
+use heapless::Vec;
+
+use crate::id::{Key, NodeId};
+use crate::peer::Peer;
+use crate::store::{Record, StoreStatus};
+use crate::time::{Duration, Instant};
+
+/// Names a command's query in events. Unique per node for 2^32 queries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct QueryId(pub u32);
+
+/// What a lookup was started for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LookupKind {
+    /// `find_node`: the closest nodes to a key.
+    FindNode,
+    /// `get`: a record, or failing that the closest nodes.
+    Get,
+    /// `put`: the closest nodes, then STORE on them.
+    Put,
+    /// `bootstrap`: ping seeds, look up our own id, refresh far buckets.
+    Bootstrap,
+}
+
+/// Why a lookup ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Termination {
+    /// The closest candidates have all answered.
+    Converged,
+    /// `step_to_stop` rounds in a row found no closer node.
+    Stalled,
+    /// No candidate was left to ask.
+    Exhausted,
+    /// A `get` found its value.
+    ValueFound,
+    /// The lookup deadline passed.
+    Deadline,
+}
+
+/// Statistics of one lookup, like py-dht's lookup summary.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LookupStats {
+    /// Requests sent (FIND_NODE, FIND_VALUE, STORE and bootstrap PINGs).
+    pub requests: u16,
+    /// Answers received.
+    pub responses: u16,
+    /// Requests that timed out.
+    pub timeouts: u16,
+    /// Rounds of α requests.
+    pub rounds: u16,
+    /// From the command to the end.
+    pub elapsed: Duration,
+}
+
+/// Where a candidate stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CandidateState {
+    /// Known, not asked yet.
+    Fresh,
+    /// Asked; `sent` says whether `poll_transmit` has emitted the datagram.
+    InFlight {
+        txid: u32,
+        deadline: Instant,
+        round: u16,
+        sent: bool,
+    },
+    /// Answered (the txid is kept to recognise duplicates).
+    Answered { txid: u32 },
+    /// Did not answer in time (the txid is kept to recognise late answers).
+    Failed { txid: u32 },
+    /// A STORE is outstanding.
+    Storing {
+        txid: u32,
+        deadline: Instant,
+        sent: bool,
+    },
+    /// The STORE was answered.
+    Stored { txid: u32, status: StoreStatus },
+    /// The STORE was not answered.
+    StoreFailed { txid: u32 },
+}
+
+impl CandidateState {
+    pub(crate) fn txid(&self) -> Option<u32> {
+        match *self {
+            CandidateState::Fresh => None,
+            CandidateState::InFlight { txid, .. }
+            | CandidateState::Answered { txid }
+            | CandidateState::Failed { txid }
+            | CandidateState::Storing { txid, .. }
+            | CandidateState::Stored { txid, .. }
+            | CandidateState::StoreFailed { txid } => Some(txid),
+        }
+    }
+
+    fn is_failed(&self) -> bool {
+        matches!(self, CandidateState::Failed { .. })
+    }
+}
+
+/// A candidate: a peer and where it stands.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate<A> {
+    pub(crate) peer: Peer<A>,
+    pub(crate) state: CandidateState,
+}
+
+/// The lookup's phase.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Phase {
+    /// Bootstrap only: waiting for seeds to answer PINGs.
+    PingingSeeds,
+    /// Asking candidates.
+    Searching,
+    /// Put only: STOREs outstanding.
+    Storing,
+    /// Done; waiting for `poll_event` to report it.
+    Finished(Termination),
+}
+
+/// What the node should do after feeding a reply or a failure to a lookup.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ReplyEffect {
+    /// Nothing more.
+    None,
+    /// The search phase ended with this termination.
+    SearchDone(Termination),
+}
+
+/// A lookup in progress.
+#[derive(Clone, Debug)]
+pub(crate) struct Lookup<A, const C: usize> {
+    pub(crate) id: QueryId,
+    pub(crate) kind: LookupKind,
+    pub(crate) target: Key,
+    pub(crate) phase: Phase,
+    /// Sorted by distance to `target`, closest first.
+    pub(crate) candidates: Vec<Candidate<A>, C>,
+    /// How many closest live candidates must answer for convergence.
+    pub(crate) width: usize,
+    pub(crate) round: u16,
+    round_sent: u8,
+    round_resolved: u8,
+    round_progress: bool,
+    stale_rounds: u8,
+    pub(crate) stats: LookupStats,
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+    /// Put: the record to store. Get: the record found.
+    pub(crate) record: Option<Record>,
+    /// Bootstrap: the next bucket to refresh, counting down to 0.
+    pub(crate) next_refresh: Option<u16>,
+    /// Bootstrap: seed PINGs still unanswered.
+    pub(crate) seeds_pending: u8,
+}
+
+impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
+    pub(crate) fn new(
+        id: QueryId,
+        kind: LookupKind,
+        target: Key,
+        width: usize,
+        now: Instant,
+        timeout: Duration,
+    ) -> Self {
+        Lookup {
+            id,
+            kind,
+            target,
+            phase: Phase::Searching,
+            candidates: Vec::new(),
+            width: width.clamp(1, C.max(1)),
+            round: 0,
+            round_sent: 0,
+            round_resolved: 0,
+            round_progress: false,
+            stale_rounds: 0,
+            stats: LookupStats::default(),
+            started: now,
+            deadline: now + timeout,
+            record: None,
+            next_refresh: None,
+            seeds_pending: 0,
+        }
+    }
+
+    /// Restarts the search toward a new target (bootstrap's bucket refreshes),
+    /// keeping the statistics.
+    pub(crate) fn retarget(&mut self, target: Key) {
+        self.target = target;
+        self.phase = Phase::Searching;
+        self.candidates.clear();
+        self.round_sent = 0;
+        self.round_resolved = 0;
+        self.round_progress = false;
+        self.stale_rounds = 0;
+    }
+
+    /// Adds a candidate in distance order. Returns whether it was added.
+    /// A full list drops its farthest entry that is not in flight, but only
+    /// for a closer newcomer.
+    pub(crate) fn offer(&mut self, peer: Peer<A>, local: &NodeId) -> bool {
+        if peer.id == *local || self.candidates.iter().any(|c| c.peer.id == peer.id) {
+            return false;
+        }
+        let d = peer.id.distance(&self.target);
+        let pos = self
+            .candidates
+            .partition_point(|c| c.peer.id.distance(&self.target) < d);
+        if self.candidates.is_full() {
+            let victim = self.candidates.iter().rposition(|c| {
+                !matches!(
+                    c.state,
+                    CandidateState::InFlight { .. } | CandidateState::Storing { .. }
+                )
+            });
+            match victim {
+                Some(v) if v >= pos => {
+                    self.candidates.remove(v);
+                }
+                _ => return false,
+            }
+        }
+        // Progress: the newcomer lands among the `width` closest live ones.
+        let live_before = self.candidates[..pos]
+            .iter()
+            .filter(|c| !c.state.is_failed())
+            .count();
+        if live_before < self.width {
+            self.round_progress = true;
+        }
+        let _ = self.candidates.insert(
+            pos,
+            Candidate {
+                peer,
+                state: CandidateState::Fresh,
+            },
+        );
+        true
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.candidates
+            .iter()
+            .filter(|c| matches!(c.state, CandidateState::InFlight { .. }))
+            .count()
+    }
+
+    /// Starts a round: marks up to `alpha - in_flight` of the closest fresh
+    /// candidates as in flight, drawing a txid for each. Returns how many.
+    pub(crate) fn start_round(
+        &mut self,
+        alpha: u8,
+        now: Instant,
+        timeout: Duration,
+        mut txid: impl FnMut() -> u32,
+    ) -> u8 {
+        let budget = (alpha as usize).saturating_sub(self.in_flight());
+        self.round = self.round.wrapping_add(1);
+        self.round_sent = 0;
+        self.round_resolved = 0;
+        self.round_progress = false;
+        let round = self.round;
+        for c in self.candidates.iter_mut() {
+            if self.round_sent as usize >= budget {
+                break;
+            }
+            if c.state == CandidateState::Fresh {
+                c.state = CandidateState::InFlight {
+                    txid: txid(),
+                    deadline: now + timeout,
+                    round,
+                    sent: false,
+                };
+                self.round_sent += 1;
+            }
+        }
+        if self.round_sent > 0 {
+            self.stats.rounds = self.stats.rounds.saturating_add(1);
+        }
+        self.round_sent
+    }
+
+    /// Index of the candidate with an outstanding or past request `txid`.
+    pub(crate) fn find_txid(&self, txid: u32) -> Option<usize> {
+        self.candidates
+            .iter()
+            .position(|c| c.state.txid() == Some(txid))
+    }
+
+    /// Records that candidate `i` answered (`ok`) or failed its request, and
+    /// decides whether the search goes on.
+    pub(crate) fn resolve(
+        &mut self,
+        i: usize,
+        ok: bool,
+        beta: u8,
+        step_to_stop: u8,
+    ) -> ReplyEffect {
+        let CandidateState::InFlight { txid, round, .. } = self.candidates[i].state else {
+            return ReplyEffect::None;
+        };
+        if ok {
+            self.candidates[i].state = CandidateState::Answered { txid };
+            self.stats.responses = self.stats.responses.saturating_add(1);
+        } else {
+            self.candidates[i].state = CandidateState::Failed { txid };
+            self.stats.timeouts = self.stats.timeouts.saturating_add(1);
+        }
+        if round == self.round {
+            self.round_resolved += 1;
+        }
+        self.after_progress(beta, step_to_stop)
+    }
+
+    /// Whether the search is over, and why; or whether a new round is due.
+    fn after_progress(&mut self, beta: u8, step_to_stop: u8) -> ReplyEffect {
+        if let Some(t) = self.termination() {
+            return ReplyEffect::SearchDone(t);
+        }
+        let needed = beta.clamp(1, self.round_sent.max(1));
+        if self.round_resolved >= needed || self.in_flight() == 0 {
+            if self.round_progress {
+                self.stale_rounds = 0;
+            } else {
+                self.stale_rounds = self.stale_rounds.saturating_add(1);
+            }
+            // Let the caller start the next round; the stalled check counts it.
+            if self.stale_rounds >= step_to_stop.max(1) {
+                return ReplyEffect::SearchDone(Termination::Stalled);
+            }
+            self.round_sent = 0;
+            self.round_resolved = 0;
+        }
+        ReplyEffect::None
+    }
+
+    /// Whether a new round should start now.
+    pub(crate) fn wants_round(&self) -> bool {
+        self.phase == Phase::Searching && self.round_sent == 0
+    }
+
+    /// Converged when the `width` closest live candidates have all answered
+    /// (or every live candidate has, if fewer exist); exhausted when none is
+    /// left and none answered.
+    pub(crate) fn termination(&self) -> Option<Termination> {
+        let mut live = 0;
+        for c in self.candidates.iter() {
+            match c.state {
+                CandidateState::Failed { .. } => continue,
+                CandidateState::Fresh | CandidateState::InFlight { .. } => return None,
+                _ => live += 1,
+            }
+            if live >= self.width {
+                return Some(Termination::Converged);
+            }
+        }
+        Some(if live > 0 {
+            Termination::Converged
+        } else {
+            Termination::Exhausted
+        })
+    }
+
+    /// The closest candidates that answered, at most `n`, closest first.
+    pub(crate) fn answered(&self) -> impl Iterator<Item = &Candidate<A>> {
+        self.candidates.iter().filter(|c| {
+            matches!(
+                c.state,
+                CandidateState::Answered { .. }
+                    | CandidateState::Storing { .. }
+                    | CandidateState::Stored { .. }
+                    | CandidateState::StoreFailed { .. }
+            )
+        })
+    }
+
+    /// The earliest deadline among outstanding requests and the lookup itself.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        let mut t = self.deadline;
+        for c in self.candidates.iter() {
+            match c.state {
+                CandidateState::InFlight { deadline, .. }
+                | CandidateState::Storing { deadline, .. } => t = t.min(deadline),
+                _ => {}
+            }
+        }
+        t
+    }
+}

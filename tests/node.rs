@@ -1,0 +1,521 @@
+//! The sans-IO node through its public API.
+
+mod common;
+
+use common::{Net, node_id};
+use microkad::wire::{self, Body, DecodeError, Header, Message};
+use microkad::{
+    CommandError, Config, Event, InputError, Instant, Key, LookupKind, Record, StoreStatus,
+    Termination, Ttl,
+};
+
+fn config() -> Config {
+    Config {
+        network_id: 42,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn two_nodes_exchange_every_message_type() {
+    let mut net = Net::new(2, config());
+    // PING/PONG (bootstrap), FIND_NODE/NODES (the self lookup).
+    let q = net.nodes[1].bootstrap(net.now, &[0]).unwrap();
+    let e = net.wait_for(1, |e| matches!(e, Event::Bootstrapped { .. }));
+    let Event::Bootstrapped {
+        query,
+        contacts,
+        stats,
+        ..
+    } = e
+    else {
+        unreachable!()
+    };
+    assert_eq!((query, contacts), (q, 1));
+    assert!(stats.requests >= 2 && stats.responses >= 2, "{stats:?}");
+    assert!(net.nodes[0].routing_table().contains(&node_id(1)));
+    assert!(net.nodes[1].routing_table().contains(&node_id(0)));
+
+    // STORE/STORE_ACK.
+    let record = Record::new(Key::hash(b"greeting"), b"hello", Ttl::Seconds(3600)).unwrap();
+    net.nodes[1].put(net.now, record.clone()).unwrap();
+    let e = net.wait_for(1, |e| matches!(e, Event::PutFinished { .. }));
+    let Event::PutFinished {
+        stored, attempted, ..
+    } = e
+    else {
+        unreachable!()
+    };
+    assert_eq!((stored, attempted), (1, 1));
+    assert_eq!(
+        net.nodes[0].get_local(&record.key).unwrap().value,
+        record.value
+    );
+
+    // FIND_VALUE/VALUE, from the node that does not hold it locally.
+    net.nodes[1].store_mut();
+    assert!(net.nodes[1].get_local(&record.key).is_none());
+    net.nodes[1].get(net.now, record.key).unwrap();
+    let e = net.wait_for(1, |e| matches!(e, Event::GetFinished { .. }));
+    let Event::GetFinished {
+        record: found,
+        termination,
+        ..
+    } = e
+    else {
+        unreachable!()
+    };
+    assert_eq!(found.unwrap().value, record.value);
+    assert_eq!(termination, Termination::ValueFound);
+
+    // FIND_VALUE answered with NODES when the key is absent.
+    net.nodes[1].get(net.now, Key::hash(b"absent")).unwrap();
+    let e = net.wait_for(1, |e| matches!(e, Event::GetFinished { .. }));
+    let Event::GetFinished {
+        record: None,
+        closest,
+        ..
+    } = e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(closest[0].id, node_id(0));
+    assert_eq!(net.nodes[0].metrics().rejected(), 0);
+    assert_eq!(net.nodes[1].metrics().rejected(), 0);
+}
+
+#[test]
+fn fifty_nodes_find_every_node_and_every_value() {
+    let mut net = Net::new(50, config());
+    net.join_all_through_seed();
+    for i in 0..50u16 {
+        assert!(
+            net.nodes[i as usize].routing_table().len() >= 4,
+            "node {i} knows too little"
+        );
+    }
+    // Every node finds every other node's id.
+    for i in 0..50u16 {
+        for j in 0..50u16 {
+            if i == j {
+                continue;
+            }
+            let q = net.nodes[i as usize]
+                .find_node(net.now, node_id(j))
+                .unwrap();
+            let e = net.wait_for(
+                i,
+                |e| matches!(e, Event::FoundNodes { query, .. } if *query == q),
+            );
+            let Event::FoundNodes { closest, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(
+                closest.first().map(|p| (p.id, p.addr)),
+                Some((node_id(j), j)),
+                "{i} looking for {j}"
+            );
+        }
+    }
+    // Every node stores a value; every value is found from every node.
+    for i in 0..50u16 {
+        let record = Record::new(Key::hash(&[b'v', i as u8]), &[i as u8; 10], Ttl::Never).unwrap();
+        net.nodes[i as usize].put(net.now, record).unwrap();
+        let e = net.wait_for(i, |e| matches!(e, Event::PutFinished { .. }));
+        let Event::PutFinished { stored, .. } = e else {
+            unreachable!()
+        };
+        assert!(stored >= 4, "node {i} stored on {stored} nodes only");
+    }
+    for i in 0..50u16 {
+        for v in 0..50u8 {
+            let q = net.nodes[i as usize]
+                .get(net.now, Key::hash(&[b'v', v]))
+                .unwrap();
+            let e = net.wait_for(
+                i,
+                |e| matches!(e, Event::GetFinished { query, .. } if *query == q),
+            );
+            let Event::GetFinished { record, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(
+                record.map(|r| r.value.to_vec()),
+                Some(vec![v; 10]),
+                "node {i}, value {v}"
+            );
+        }
+    }
+    for n in &net.nodes {
+        let m = n.metrics();
+        assert_eq!(
+            (
+                m.decode_invalid_field,
+                m.mismatched,
+                m.unsolicited,
+                m.duplicate
+            ),
+            (0, 0, 0, 0),
+            "{m:?}"
+        );
+    }
+}
+
+#[test]
+fn lookup_through_silent_peers_finishes_by_timeouts() {
+    let mut net = Net::new(8, config());
+    net.join_all_through_seed();
+    // Every peer of node 7 goes silent.
+    for i in 0..7u16 {
+        net.down.insert(i);
+    }
+    let start = net.now;
+    let q = net.nodes[7]
+        .find_node(net.now, Key::hash(b"anything"))
+        .unwrap();
+    let e = net.wait_for(
+        7,
+        |e| matches!(e, Event::FoundNodes { query, .. } if *query == q),
+    );
+    let Event::FoundNodes {
+        closest,
+        termination,
+        stats,
+        ..
+    } = e
+    else {
+        unreachable!()
+    };
+    assert!(closest.is_empty());
+    assert_eq!(termination, Termination::Exhausted);
+    assert!(stats.timeouts >= 1 && stats.responses == 0, "{stats:?}");
+    assert!(net.now.saturating_since(start) >= config().request_timeout);
+    assert!(net.nodes[7].metrics().timeouts >= 1);
+    // Unanswered contacts were marked failed, and removed after max_failures.
+    let table = net.nodes[7].routing_table();
+    assert!(
+        table.iter().all(|c| c.failures >= 1),
+        "every asked contact is marked"
+    );
+    net.nodes[7]
+        .find_node(net.now, Key::hash(b"again"))
+        .unwrap();
+    net.settle();
+    assert!(
+        net.events
+            .iter()
+            .any(|(n, e)| *n == 7 && matches!(e, Event::ContactRemoved { .. }))
+    );
+}
+
+#[test]
+fn lookup_deadline_ends_a_lookup() {
+    let cfg = Config {
+        lookup_timeout: microkad::Duration::from_millis(500),
+        ..config()
+    };
+    let mut net = Net::new(6, cfg);
+    net.join_all_through_seed();
+    for i in 0..5u16 {
+        net.down.insert(i);
+    }
+    let q = net.nodes[5].get(net.now, Key::hash(b"k")).unwrap();
+    let e = net.wait_for(
+        5,
+        |e| matches!(e, Event::GetFinished { query, .. } if *query == q),
+    );
+    let Event::GetFinished { termination, .. } = e else {
+        unreachable!()
+    };
+    assert_eq!(termination, Termination::Deadline);
+}
+
+#[test]
+fn commands_report_busy_and_no_contacts() {
+    let mut net = Net::new(3, config());
+    let n = &mut net.nodes[2];
+    assert_eq!(
+        n.find_node(Instant::ZERO, Key::ZERO),
+        Err(CommandError::NoContacts)
+    );
+    assert_eq!(
+        n.bootstrap(Instant::ZERO, &[]),
+        Err(CommandError::NoContacts)
+    );
+    assert_eq!(
+        n.bootstrap(Instant::ZERO, &[0; 9]),
+        Err(CommandError::TooManySeeds)
+    );
+    net.join_all_through_seed();
+    let n = &mut net.nodes[2];
+    for _ in 0..4 {
+        n.find_node(net.now, Key::hash(b"x")).unwrap();
+    }
+    assert_eq!(
+        n.find_node(net.now, Key::hash(b"x")),
+        Err(CommandError::Busy)
+    );
+    assert_eq!(n.active_lookups(), 4);
+    net.settle();
+    let done = net
+        .events
+        .iter()
+        .filter(|(i, e)| *i == 2 && matches!(e, Event::FoundNodes { .. }))
+        .count();
+    assert_eq!(done, 4);
+    assert!(net.nodes[2].find_node(net.now, Key::hash(b"x")).is_ok());
+}
+
+fn datagram(sender: Key, txid: u32, network: u32, body: Body<u16>) -> Vec<u8> {
+    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
+    let n = wire::encode(
+        &Message {
+            header: Header {
+                network,
+                txid,
+                sender,
+            },
+            body,
+        },
+        &mut buf,
+    )
+    .unwrap();
+    buf[..n].to_vec()
+}
+
+#[test]
+fn hostile_input_is_rejected_counted_and_harmless() {
+    let mut net = Net::new(3, config());
+    net.join_all_through_seed();
+    let record = Record::new(Key::hash(b"keep"), b"me", Ttl::Never).unwrap();
+    assert_eq!(
+        net.nodes[0].put_local(net.now, &record),
+        StoreStatus::Stored
+    );
+    let table_before = net.nodes[0].routing_table().len();
+    let now = net.now;
+    let stranger = Key::hash(b"stranger");
+    let node = &mut net.nodes[0];
+    let mut buf = [0u8; 2048];
+
+    // Malformed datagrams: every decode error class reaches the node.
+    let ping = datagram(stranger, 1, 42, Body::Ping);
+    let cases: Vec<(Vec<u8>, DecodeError)> = vec![
+        (vec![], DecodeError::Empty),
+        (ping[..20].to_vec(), DecodeError::Truncated),
+        (vec![1; 5000], DecodeError::TooLong),
+        (
+            [&[9u8][..], &ping[1..]].concat(),
+            DecodeError::WrongVersion(9),
+        ),
+        (
+            datagram(stranger, 1, 43, Body::Ping),
+            DecodeError::WrongNetwork(43),
+        ),
+        (
+            [&ping[..ping.len() - 1], &[200u8][..]].concat(),
+            DecodeError::UnknownMessageType(200),
+        ),
+        ([&ping[..], &[0u8][..]].concat(), DecodeError::TrailingBytes),
+    ];
+    for (bytes, err) in cases {
+        assert_eq!(
+            node.handle_input(now, 9, &bytes),
+            Err(InputError::Decode(err))
+        );
+    }
+    let mut ack = datagram(
+        stranger,
+        1,
+        42,
+        Body::StoreAck {
+            status: StoreStatus::Full,
+        },
+    );
+    *ack.last_mut().unwrap() = 77;
+    assert_eq!(
+        node.handle_input(now, 9, &ack),
+        Err(InputError::Decode(DecodeError::InvalidField))
+    );
+
+    // Our own id.
+    let own = datagram(node_id(0), 1, 42, Body::Ping);
+    assert_eq!(node.handle_input(now, 9, &own), Err(InputError::OwnId));
+
+    // Unsolicited responses of every type.
+    for body in [
+        Body::Pong,
+        Body::Nodes {
+            contacts: heapless::Vec::new(),
+        },
+        Body::Value {
+            record: record.clone(),
+        },
+        Body::StoreAck {
+            status: StoreStatus::Stored,
+        },
+    ] {
+        assert_eq!(
+            node.handle_input(now, 9, &datagram(stranger, 77, 42, body)),
+            Err(InputError::Unsolicited)
+        );
+    }
+    assert!(
+        node.poll_transmit(&mut buf).is_none(),
+        "rejected input causes no reply"
+    );
+    assert_eq!(node.metrics().rejected(), 13);
+    assert_eq!(
+        node.routing_table().len(),
+        table_before,
+        "no stranger entered the table"
+    );
+    assert!(!node.routing_table().contains(&stranger));
+    assert_eq!(
+        node.get_local(&record.key).unwrap().value,
+        record.value,
+        "nothing stored was lost"
+    );
+
+    // Spoofed, mismatched, duplicated and late responses to a real request.
+    let q = node.find_node(now, Key::hash(b"target")).unwrap();
+    let mut sent = Vec::new();
+    while let Some(t) = node.poll_transmit(&mut buf) {
+        let msg = wire::decode::<u16>(&buf[..t.len], 42).unwrap();
+        sent.push((t.destination, msg.header.txid));
+    }
+    assert!(!sent.is_empty());
+    let (to, txid) = sent[0];
+    let real_id = node_id(to);
+    let nodes = |c| Body::Nodes { contacts: c };
+    // Right txid, wrong address; right txid, wrong id; wrong response type.
+    assert_eq!(
+        node.handle_input(
+            now,
+            to + 1,
+            &datagram(real_id, txid, 42, nodes(Default::default()))
+        ),
+        Err(InputError::Mismatched)
+    );
+    assert_eq!(
+        node.handle_input(
+            now,
+            to,
+            &datagram(stranger, txid, 42, nodes(Default::default()))
+        ),
+        Err(InputError::Mismatched)
+    );
+    assert_eq!(
+        node.handle_input(now, to, &datagram(real_id, txid, 42, Body::Pong)),
+        Err(InputError::UnexpectedResponse)
+    );
+    // The genuine answer, then the same again.
+    assert_eq!(
+        node.handle_input(
+            now,
+            to,
+            &datagram(real_id, txid, 42, nodes(Default::default()))
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        node.handle_input(
+            now,
+            to,
+            &datagram(real_id, txid, 42, nodes(Default::default()))
+        ),
+        Err(InputError::Duplicate)
+    );
+    // A second request times out, then its answer arrives late.
+    if let Some(&(to2, txid2)) = sent.get(1) {
+        let later = now + config().request_timeout;
+        node.handle_timeout(later);
+        let reply = datagram(node_id(to2), txid2, 42, nodes(Default::default()));
+        assert_eq!(node.handle_input(later, to2, &reply), Err(InputError::Late));
+    }
+    let m = *node.metrics();
+    assert_eq!(
+        (m.mismatched, m.unexpected_response, m.duplicate),
+        (2, 1, 1)
+    );
+    net.settle();
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 0 && matches!(e, Event::FoundNodes { query, .. } if *query == q))
+    );
+}
+
+#[test]
+fn get_rejects_a_value_for_another_key() {
+    let mut net = Net::new(2, config());
+    net.join_all_through_seed();
+    let node = &mut net.nodes[1];
+    let now = net.now;
+    node.get(now, Key::hash(b"wanted")).unwrap();
+    let mut buf = [0u8; 2048];
+    let t = node.poll_transmit(&mut buf).unwrap();
+    let txid = wire::decode::<u16>(&buf[..t.len], 42).unwrap().header.txid;
+    let forged = Record::new(Key::hash(b"other"), b"evil", Ttl::Never).unwrap();
+    let reply = datagram(node_id(0), txid, 42, Body::Value { record: forged });
+    assert_eq!(
+        node.handle_input(now, 0, &reply),
+        Err(InputError::InvalidRecord)
+    );
+    assert_eq!(node.metrics().invalid_record, 1);
+}
+
+#[test]
+fn records_expire() {
+    let mut net = Net::new(2, config());
+    let record = Record::new(Key::hash(b"short"), b"lived", Ttl::Seconds(5)).unwrap();
+    let now = net.now;
+    net.nodes[0].put_local(now, &record);
+    assert_eq!(
+        net.nodes[0].poll_timeout(),
+        Some(now + microkad::Duration::from_secs(5))
+    );
+    net.nodes[0].handle_timeout(now + microkad::Duration::from_secs(5));
+    assert!(net.nodes[0].get_local(&record.key).is_none());
+    assert_eq!(microkad::Store::len(net.nodes[0].store()), 0);
+    assert_eq!(net.nodes[0].poll_timeout(), None);
+    let _ = LookupKind::Get;
+}
+
+#[test]
+fn full_store_answers_full_over_the_wire() {
+    use microkad::{MemoryStore, Node};
+    let cfg = config();
+    let now = Instant::ZERO;
+    let mut server: Node<u16, MemoryStore<1, 16>> =
+        Node::with_store(cfg.clone(), node_id(0), 1, now, MemoryStore::new());
+    // A record at the server's own id is as close as can be: nothing evicts it.
+    let mine = Record::new(node_id(0), b"mine", Ttl::Never).unwrap();
+    assert_eq!(server.put_local(now, &mine), StoreStatus::Stored);
+    let other = Record::new(Key::hash(b"far"), b"x", Ttl::Never).unwrap();
+    server
+        .handle_input(
+            now,
+            1,
+            &datagram(
+                node_id(1),
+                5,
+                42,
+                Body::Store {
+                    record: other.clone(),
+                },
+            ),
+        )
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let t = server.poll_transmit(&mut buf).unwrap();
+    let reply = wire::decode::<u16>(&buf[..t.len], 42).unwrap();
+    assert_eq!(
+        reply.body,
+        Body::StoreAck {
+            status: StoreStatus::Full
+        }
+    );
+    assert_eq!(reply.header.txid, 5);
+    assert!(server.get_local(&mine.key).is_some());
+}
