@@ -449,6 +449,18 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         self.start_lookup(LookupKind::Put, key, width, Some(record))
     }
 
+    /// Adds a contact the embedder knows to be alive (a fixed peer, a
+    /// simulator's global initialisation), under the same ping-before-evict
+    /// rule as contacts learnt from the network.
+    pub fn add_contact(&mut self, now: Instant, peer: Peer<A>) -> InsertOutcome<A> {
+        self.advance_clock(now);
+        let outcome = self.table.insert(peer.clone(), self.now, Origin::Outgoing);
+        if let InsertOutcome::Pending { ping } = &outcome {
+            self.probe(ping.clone());
+        }
+        outcome
+    }
+
     /// Stores a record in this node's own store only.
     pub fn put_local(&mut self, now: Instant, record: &Record) -> StoreStatus {
         self.advance_clock(now);
@@ -720,6 +732,19 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             | InsertOutcome::Refreshed
             | InsertOutcome::Queued
             | InsertOutcome::SelfId => {}
+        }
+    }
+
+    /// Pings a contact to learn whether it is still alive (ping-before-evict).
+    fn probe(&mut self, contact: Peer<A>) {
+        // Keep one slot free for the reply that may follow.
+        if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
+            let txid = self.rng.next_u32();
+            let deadline = self.now + self.config.request_timeout;
+            self.table.start_probe(&contact.id, txid, self.now, deadline);
+            let _ = self.outbound.push_back(Outgoing { to: contact.addr, txid, what: Outbound::Ping });
+        } else {
+            self.metrics.probes_skipped += 1;
         }
     }
 
