@@ -53,7 +53,6 @@ fn two_nodes_exchange_every_message_type() {
     );
 
     // FIND_VALUE/VALUE, from the node that does not hold it locally.
-    net.nodes[1].store_mut();
     assert!(net.nodes[1].get_local(&record.key).is_none());
     net.nodes[1].get(net.now, record.key).unwrap();
     let e = net.wait_for(1, |e| matches!(e, Event::GetFinished { .. }));
