@@ -106,6 +106,15 @@ struct SeedProbe<A> {
     query: QueryId,
 }
 
+/// A small event waiting for `poll_event`. Kept apart from [`Event`], whose
+/// lookup results make it large, so that the queue stays small.
+#[derive(Clone, Debug)]
+struct Notice<A> {
+    peer: Peer<A>,
+    reason: RemovalReason,
+    replaced_by: Option<Peer<A>>,
+}
+
 /// A response's payload, as far as request matching cares.
 enum Response<'a, A> {
     Pong,
@@ -131,8 +140,8 @@ pub struct Node<
     S: Store = MemoryStore<32, 64>,
     const K: usize = 4,
     const B: usize = 20,
-    const L: usize = 4,
-    const C: usize = 16,
+    const L: usize = 3,
+    const C: usize = 12,
 > {
     config: Config,
     id: NodeId,
@@ -143,7 +152,7 @@ pub struct Node<
     lookups: Vec<Lookup<A, C>, L>,
     seeds: Vec<SeedProbe<A>, MAX_SEEDS>,
     outbound: Deque<Outgoing<A>, OUTBOUND_CAPACITY>,
-    notices: Deque<Event<A, K>, NOTICE_CAPACITY>,
+    notices: Deque<Notice<A>, NOTICE_CAPACITY>,
     retired: Deque<u32, RETIRED_CAPACITY>,
     next_query: u32,
     metrics: Metrics,
@@ -361,7 +370,9 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             }
         }
         // Ping-before-evict probes: one missed probe evicts.
-        while let Some((id, heard_since)) = self.table.overdue_probe(now) {
+        while let Some((id, heard_since)) =
+            self.table.overdue_probe(now, self.config.request_timeout)
+        {
             if heard_since {
                 // The PONG was lost or is slow, but the contact spoke since.
                 self.table.clear_probe(&id);
@@ -493,8 +504,12 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event<A, K>> {
-        if let Some(e) = self.notices.pop_front() {
-            return Some(e);
+        if let Some(n) = self.notices.pop_front() {
+            return Some(Event::ContactRemoved {
+                peer: n.peer,
+                reason: n.reason,
+                replaced_by: n.replaced_by,
+            });
         }
         let (li, termination) =
             self.lookups
@@ -521,7 +536,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         let seeds = self.seeds.iter().map(|s| s.deadline);
         lookups
             .chain(seeds)
-            .chain(self.table.next_probe_deadline())
+            .chain(self.table.next_probe_deadline(self.config.request_timeout))
             .chain(self.store.next_expiry())
             .min()
     }
@@ -712,21 +727,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     /// Adds a peer that proved itself (it sent a valid message) to the table.
     fn learn(&mut self, peer: Peer<A>, origin: Origin) {
         match self.table.insert(peer, self.now, origin) {
-            InsertOutcome::Pending { ping } => {
-                // Keep one slot free for the reply that may follow.
-                if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
-                    let txid = self.rng.next_u32();
-                    let deadline = self.now + self.config.request_timeout;
-                    self.table.start_probe(&ping.id, txid, self.now, deadline);
-                    let _ = self.outbound.push_back(Outgoing {
-                        to: ping.addr,
-                        txid,
-                        what: Outbound::Ping,
-                    });
-                } else {
-                    self.metrics.probes_skipped += 1;
-                }
-            }
+            InsertOutcome::Pending { ping } => self.probe(ping),
             InsertOutcome::AddressConflict => self.metrics.address_conflicts += 1,
             InsertOutcome::Added
             | InsertOutcome::Refreshed
@@ -740,9 +741,12 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         // Keep one slot free for the reply that may follow.
         if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
             let txid = self.rng.next_u32();
-            let deadline = self.now + self.config.request_timeout;
-            self.table.start_probe(&contact.id, txid, self.now, deadline);
-            let _ = self.outbound.push_back(Outgoing { to: contact.addr, txid, what: Outbound::Ping });
+            self.table.start_probe(&contact.id, txid, self.now);
+            let _ = self.outbound.push_back(Outgoing {
+                to: contact.addr,
+                txid,
+                what: Outbound::Ping,
+            });
         } else {
             self.metrics.probes_skipped += 1;
         }
@@ -762,12 +766,12 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             "contact {:?} removed: unresponsive",
             removed.contact.peer.id
         );
-        let event = Event::ContactRemoved {
+        let notice = Notice {
             peer: removed.contact.peer,
             reason: RemovalReason::Unresponsive,
             replaced_by: removed.replaced_by,
         };
-        if self.notices.push_back(event).is_err() {
+        if self.notices.push_back(notice).is_err() {
             self.metrics.events_dropped += 1;
         }
     }

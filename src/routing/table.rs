@@ -5,7 +5,7 @@ use heapless::Vec;
 use super::{Bucket, Contact, Origin, Probe};
 use crate::id::{Key, NodeId};
 use crate::peer::Peer;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// What [`RoutingTable::insert`] did with a peer.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -260,20 +260,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     }
 
     /// Starts a liveness probe to `id`; false if `id` is not a contact.
-    pub(crate) fn start_probe(
-        &mut self,
-        id: &NodeId,
-        txid: u32,
-        now: Instant,
-        deadline: Instant,
-    ) -> bool {
+    pub(crate) fn start_probe(&mut self, id: &NodeId, txid: u32, now: Instant) -> bool {
         match self.contact_mut(id) {
             Some(c) => {
-                c.probe = Some(Probe {
-                    txid,
-                    sent_at: now,
-                    deadline,
-                });
+                c.probe = Some(Probe { txid, sent_at: now });
                 true
             }
             None => false,
@@ -286,18 +276,18 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
             .find(|c| c.probe.is_some_and(|p| p.txid == txid))
     }
 
-    /// The earliest probe deadline.
-    pub(crate) fn next_probe_deadline(&self) -> Option<Instant> {
+    /// The earliest probe deadline, probes lasting `timeout`.
+    pub(crate) fn next_probe_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.iter()
-            .filter_map(|c| c.probe.map(|p| p.deadline))
+            .filter_map(|c| c.probe.map(|p| p.sent_at + timeout))
             .min()
     }
 
     /// A contact whose probe is overdue at `now`, if any, and whether it was
     /// heard from (by any message) since the probe was sent.
-    pub(crate) fn overdue_probe(&self, now: Instant) -> Option<(NodeId, bool)> {
+    pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
         self.iter().find_map(|c| match c.probe {
-            Some(p) if p.deadline <= now => {
+            Some(p) if p.sent_at + timeout <= now => {
                 Some((c.peer.id, c.last_seen > p.sent_at && c.failures == 0))
             }
             _ => None,
@@ -351,15 +341,18 @@ mod tests {
             }
         );
         assert!(!t.contains(&ids[3]));
-        assert!(t.start_probe(&ids[0], 42, Instant::ZERO, Instant::from_millis(10)));
+        assert!(t.start_probe(&ids[0], 42, Instant::ZERO));
         assert_eq!(
             t.insert(peer(ids[3], 3), now, Origin::Incoming),
             InsertOutcome::Queued
         );
         assert_eq!(t.probe_owner(42).unwrap().peer.id, ids[0]);
-        assert_eq!(t.overdue_probe(Instant::from_millis(9)), None);
         assert_eq!(
-            t.overdue_probe(Instant::from_millis(10)),
+            t.overdue_probe(Instant::from_millis(9), Duration::from_millis(10)),
+            None
+        );
+        assert_eq!(
+            t.overdue_probe(Instant::from_millis(10), Duration::from_millis(10)),
             Some((ids[0], false))
         );
         // The probe fails: the oldest is evicted and the replacement promoted.
