@@ -6,6 +6,68 @@
 
 use crate::time::Duration;
 
+/// How a node keeps its routing table and its records current.
+///
+/// The simulator runs the three on the same network to compare them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Maintenance {
+    /// No background traffic at all: the table changes only through
+    /// requests, answers and ping-before-evict. For tests and for devices
+    /// that sleep.
+    Off,
+    /// Classic Kademlia: ping-before-evict, a refresh of every bucket (a
+    /// lookup of a random id in it) every `refresh_interval`, and a
+    /// republish of every stored record every `republish_interval`.
+    Periodic {
+        /// Time between bucket refreshes.
+        refresh_interval: Duration,
+        /// Time between record republishes.
+        republish_interval: Duration,
+    },
+    /// `Periodic`, plus down-lists (Binzenhöfer and Schnabel): a node that
+    /// finds a contact dead during a lookup reports it to the node that gave
+    /// it that contact, which checks and drops it.
+    DownList {
+        /// Time between bucket refreshes.
+        refresh_interval: Duration,
+        /// Time between record republishes.
+        republish_interval: Duration,
+    },
+    /// MaidSafe managed connections (paper, section III): every contact gets a
+    /// keepalive every γ unless heard from within γ, and is dead after δ
+    /// keepalives in a row go unanswered; contacts that leave say so; records
+    /// move to newcomers with GIVE_VALUE. No refresh, no republish.
+    Managed {
+        /// γ: the keepalive interval.
+        keepalive_interval: Duration,
+        /// δ: unanswered keepalives in a row that declare a contact dead.
+        max_missed: u8,
+    },
+}
+
+impl Maintenance {
+    /// Managed connections with γ = 2 s and δ = 3 (the paper's γ).
+    pub const MANAGED: Maintenance = Maintenance::Managed {
+        keepalive_interval: Duration::from_secs(2),
+        max_missed: 3,
+    };
+    /// Classic Kademlia timers: refresh hourly, republish hourly.
+    pub const PERIODIC: Maintenance = Maintenance::Periodic {
+        refresh_interval: Duration::from_secs(3600),
+        republish_interval: Duration::from_secs(3600),
+    };
+    /// Down-lists on top of the classic timers.
+    pub const DOWN_LIST: Maintenance = Maintenance::DownList {
+        refresh_interval: Duration::from_secs(3600),
+        republish_interval: Duration::from_secs(3600),
+    };
+
+    /// Whether this is [`Maintenance::Managed`].
+    pub fn is_managed(&self) -> bool {
+        matches!(self, Maintenance::Managed { .. })
+    }
+}
+
 /// Runtime parameters. Start from [`Config::default`] and change fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -35,6 +97,8 @@ pub struct Config {
     pub stop_at_first_value: bool,
     /// Consecutive unanswered requests after which a contact is removed.
     pub max_failures: u8,
+    /// How the table and the records are kept current.
+    pub maintenance: Maintenance,
 }
 
 impl Default for Config {
@@ -47,9 +111,11 @@ impl Default for Config {
             step_to_stop: 3,
             request_timeout: Duration::from_millis(2_000),
             lookup_timeout: Duration::from_secs(30),
-            replicas: 4,
+            // The paper's III-D2: with small k, keep 2k replicas.
+            replicas: 8,
             stop_at_first_value: true,
             max_failures: 2,
+            maintenance: Maintenance::MANAGED,
         }
     }
 }

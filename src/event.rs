@@ -14,6 +14,12 @@ pub enum RemovalReason {
     /// It failed to answer `max_failures` requests in a row, or a
     /// ping-before-evict probe.
     Unresponsive,
+    /// It missed δ keepalives in a row (managed connections).
+    Dead,
+    /// It said it was leaving (LEAVE).
+    Left,
+    /// It refused to keep this node as an incoming contact (REFUSED).
+    Refused,
 }
 
 /// Something the embedder should know about.

@@ -28,12 +28,13 @@
 //! # Example: two nodes, one value
 //!
 //! ```
-//! use microkad::{Config, Event, Instant, Key, Node, Record, Ttl};
+//! use microkad::{Config, Event, Instant, Key, Maintenance, Node, Record, Ttl};
 //!
 //! // Addresses are whatever the embedder uses; here, small integers.
 //! type Kad = Node<u8>;
 //! let now = Instant::ZERO;
-//! let config = Config { network_id: 7, ..Config::default() };
+//! // No background maintenance, so that the network falls quiet at the end.
+//! let config = Config { network_id: 7, maintenance: Maintenance::Off, ..Config::default() };
 //! let mut nodes = [
 //!     Kad::new(config.clone(), Key::hash(b"alice"), 1, now),
 //!     Kad::new(config, Key::hash(b"bob"), 2, now),
@@ -115,7 +116,7 @@ pub mod time;
 pub mod transport;
 pub mod wire;
 
-pub use config::Config;
+pub use config::{Config, Maintenance};
 pub use event::{Event, RemovalReason};
 pub use id::{Distance, Key, NodeId};
 pub use metrics::Metrics;

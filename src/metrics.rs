@@ -1,6 +1,6 @@
 //! Counters of everything a node received, sent, and rejected.
 
-use crate::wire::DecodeError;
+use crate::wire::{DecodeError, MessageKind};
 
 /// Counters since the node started. Every rejected input increments exactly
 /// one counter, so "no silent drop" can be checked by summing them.
@@ -63,6 +63,32 @@ pub struct Metrics {
     pub lookups_started: u64,
     /// Lookups finished and reported.
     pub lookups_finished: u64,
+    /// Valid datagrams accepted, by message type (index: [`MessageKind`] as usize).
+    pub datagrams_in_by_kind: [u64; MessageKind::COUNT],
+    /// Datagrams sent, by message type.
+    pub datagrams_out_by_kind: [u64; MessageKind::COUNT],
+    /// Bytes sent, by message type.
+    pub bytes_out_by_kind: [u64; MessageKind::COUNT],
+    /// Keepalive PINGs scheduled (managed connections).
+    pub keepalives_sent: u64,
+    /// REFUSED replies sent because a bucket's incoming side was full.
+    pub refused_sent: u64,
+    /// Records received through GIVE_VALUE.
+    pub values_received: u64,
+    /// Records handed to other nodes through GIVE_VALUE.
+    pub values_handed_off: u64,
+    /// Hand-offs not started because their queue was full.
+    pub handoffs_dropped: u64,
+    /// Maintenance lookups not started because every lookup slot was busy.
+    pub maintenance_skipped: u64,
+    /// Records republished (periodic modes).
+    pub republished: u64,
+    /// Down-list reports sent.
+    pub down_reports_sent: u64,
+    /// Down-list reports not sent because the outbound queue was full.
+    pub down_reports_skipped: u64,
+    /// Down-list reports received.
+    pub down_reports_received: u64,
 }
 
 impl Metrics {
@@ -78,6 +104,32 @@ impl Metrics {
             DecodeError::TrailingBytes => &mut self.decode_trailing_bytes,
         };
         *c += 1;
+    }
+
+    pub(crate) fn count_in(&mut self, kind: MessageKind) {
+        self.datagrams_in_by_kind[kind as usize] += 1;
+    }
+
+    pub(crate) fn count_out(&mut self, kind: MessageKind, len: usize) {
+        self.datagrams_out += 1;
+        self.bytes_out += len as u64;
+        self.datagrams_out_by_kind[kind as usize] += 1;
+        self.bytes_out_by_kind[kind as usize] += len as u64;
+    }
+
+    /// Bytes sent for keeping the table alive: PING, PONG, REFUSED, LEAVE
+    /// and DOWN (liveness probes and their answers, whatever the mode).
+    pub fn liveness_bytes_out(&self) -> u64 {
+        [
+            MessageKind::Ping,
+            MessageKind::Pong,
+            MessageKind::Refused,
+            MessageKind::Leave,
+            MessageKind::Down,
+        ]
+        .iter()
+        .map(|k| self.bytes_out_by_kind[*k as usize])
+        .sum()
     }
 
     /// Every datagram rejected, for whatever reason.

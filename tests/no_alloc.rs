@@ -105,6 +105,10 @@ fn busy_network() {
         ..Config::default()
     };
     let mut now = Instant::from_millis(1);
+    let config = Config {
+        maintenance: microkad::Maintenance::Off,
+        ..config
+    };
     let mut nodes: Box<[Kad; N]> = Box::new(core::array::from_fn(|i| {
         Kad::new(config.clone(), Key::hash(&[i as u8]), i as u64, now)
     }));

@@ -5,13 +5,16 @@ mod common;
 use common::{Net, node_id};
 use microkad::wire::{self, Body, DecodeError, Header, Message};
 use microkad::{
-    CommandError, Config, Event, InputError, Instant, Key, LookupKind, Record, StoreStatus,
-    Termination, Ttl,
+    CommandError, Config, Event, InputError, Instant, Key, LookupKind, Maintenance, Record,
+    StoreStatus, Termination, Ttl,
 };
 
 fn config() -> Config {
+    // No background maintenance: these tests settle the network and check
+    // request-driven behaviour; tests/managed.rs covers maintenance.
     Config {
         network_id: 42,
+        maintenance: Maintenance::Off,
         ..Config::default()
     }
 }
@@ -90,7 +93,8 @@ fn fifty_nodes_find_every_node_and_every_value() {
     for i in 0..50u16 {
         assert!(
             net.nodes[i as usize].routing_table().len() >= 4,
-            "node {i} knows too little"
+            "node {i} knows too little: {:?}",
+            net.nodes[i as usize].metrics()
         );
     }
     // Every node finds every other node's id.

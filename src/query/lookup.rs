@@ -109,6 +109,9 @@ impl CandidateState {
 pub(crate) struct Candidate<A> {
     pub(crate) peer: Peer<A>,
     pub(crate) state: CandidateState,
+    /// Transaction id of the answer that named this candidate (0: it came
+    /// from the routing table); down-lists report failures to that referrer.
+    pub(crate) referrer: u32,
 }
 
 /// The lookup's phase.
@@ -158,6 +161,8 @@ pub(crate) struct Lookup<A, const C: usize> {
     pub(crate) next_refresh: Option<u16>,
     /// Bootstrap: seed PINGs still unanswered.
     pub(crate) seeds_pending: u8,
+    /// Started by the node's own maintenance: finishes without an event.
+    pub(crate) internal: bool,
 }
 
 impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
@@ -187,6 +192,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             record: None,
             next_refresh: None,
             seeds_pending: 0,
+            internal: false,
         }
     }
 
@@ -205,7 +211,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     /// Adds a candidate in distance order. Returns whether it was added.
     /// A full list drops its farthest entry that is not in flight, but only
     /// for a closer newcomer.
-    pub(crate) fn offer(&mut self, peer: Peer<A>, local: &NodeId) -> bool {
+    pub(crate) fn offer(&mut self, peer: Peer<A>, local: &NodeId, referrer: u32) -> bool {
         if peer.id == *local || self.candidates.iter().any(|c| c.peer.id == peer.id) {
             return false;
         }
@@ -240,6 +246,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             Candidate {
                 peer,
                 state: CandidateState::Fresh,
+                referrer,
             },
         );
         true
@@ -285,6 +292,16 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             self.stats.rounds = self.stats.rounds.saturating_add(1);
         }
         self.round_sent
+    }
+
+    /// The peer that named candidate `i`, if it is still among the candidates.
+    pub(crate) fn referrer_of(&self, i: usize) -> Option<Peer<A>> {
+        let referrer = self.candidates.get(i)?.referrer;
+        if referrer == 0 {
+            return None;
+        }
+        let r = self.find_txid(referrer)?;
+        Some(self.candidates[r].peer.clone())
     }
 
     /// Index of the candidate with an outstanding or past request `txid`.

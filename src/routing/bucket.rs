@@ -1,4 +1,4 @@
-//! One k-bucket and its replacement cache.
+//! One k-bucket: outgoing and incoming contacts and a replacement cache.
 
 use heapless::Vec;
 
@@ -10,32 +10,59 @@ use crate::time::Instant;
 /// How many candidates a full bucket remembers for when a contact dies.
 pub const REPLACEMENT_CAPACITY: usize = 2;
 
-/// Up to `K` contacts, least recently seen first, and a small replacement cache.
+/// Which list of a bucket a contact is in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Side {
+    /// Contacts this node chose (all contacts, when `I` is 0).
+    Outgoing,
+    /// Contacts that chose this node (MaidSafe paper, III-D1).
+    Incoming,
+}
+
+/// Up to `K` contacts this node chose and up to `I` that chose it, each list
+/// least recently seen first, and a small replacement cache.
+///
+/// With `I = 0` the bucket is a classic Kademlia bucket: every contact,
+/// whoever started the relationship, shares the `K` slots.
 #[derive(Clone, Debug)]
-pub struct Bucket<A, const K: usize> {
+pub struct Bucket<A, const K: usize, const I: usize = 0> {
     pub(crate) contacts: Vec<Contact<A>, K>,
+    pub(crate) incoming: Vec<Contact<A>, I>,
     /// Peers that could not enter while the bucket was full, most recent last.
     pub(crate) replacements: Vec<(Peer<A>, Origin), REPLACEMENT_CAPACITY>,
 }
 
-impl<A: Clone + PartialEq, const K: usize> Default for Bucket<A, K> {
+impl<A: Clone + PartialEq, const K: usize, const I: usize> Default for Bucket<A, K, I> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
+impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
     /// An empty bucket.
     pub const fn new() -> Self {
         Bucket {
             contacts: Vec::new(),
+            incoming: Vec::new(),
             replacements: Vec::new(),
         }
     }
 
-    /// The contacts, least recently seen first.
+    /// The contacts this node chose (all contacts when `I` is 0), least
+    /// recently seen first.
     pub fn contacts(&self) -> &[Contact<A>] {
         &self.contacts
+    }
+
+    /// The contacts that chose this node, least recently seen first.
+    pub fn incoming(&self) -> &[Contact<A>] {
+        &self.incoming
+    }
+
+    /// Every contact of both lists.
+    pub fn iter(&self) -> impl Iterator<Item = &Contact<A>> {
+        self.contacts.iter().chain(self.incoming.iter())
     }
 
     /// The replacement candidates, most recent last.
@@ -43,33 +70,73 @@ impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
         self.replacements.iter().map(|(p, _)| p)
     }
 
-    /// Number of contacts.
+    /// Number of contacts in both lists.
     pub fn len(&self) -> usize {
-        self.contacts.len()
+        self.contacts.len() + self.incoming.len()
     }
 
     /// Whether the bucket has no contact.
     pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty()
+        self.contacts.is_empty() && self.incoming.is_empty()
     }
 
-    /// Whether the bucket holds `K` contacts.
+    /// Whether the outgoing list holds `K` contacts.
     pub fn is_full(&self) -> bool {
         self.contacts.is_full()
     }
 
-    pub(crate) fn position(&self, id: &NodeId) -> Option<usize> {
-        self.contacts.iter().position(|c| c.peer.id == *id)
+    /// The side a new contact of this origin goes to.
+    pub(crate) fn side_for(origin: Origin) -> Side {
+        if I > 0 && origin == Origin::Incoming {
+            Side::Incoming
+        } else {
+            Side::Outgoing
+        }
     }
 
-    /// Moves contact `i` to the most-recently-seen end.
-    pub(crate) fn touch(&mut self, i: usize, now: Instant) {
-        let mut c = self.contacts.remove(i);
+    pub(crate) fn list(&self, side: Side) -> &[Contact<A>] {
+        match side {
+            Side::Outgoing => &self.contacts,
+            Side::Incoming => &self.incoming,
+        }
+    }
+
+    pub(crate) fn locate(&self, id: &NodeId) -> Option<(Side, usize)> {
+        if let Some(i) = self.contacts.iter().position(|c| c.peer.id == *id) {
+            return Some((Side::Outgoing, i));
+        }
+        self.incoming
+            .iter()
+            .position(|c| c.peer.id == *id)
+            .map(|i| (Side::Incoming, i))
+    }
+
+    pub(crate) fn get_mut(&mut self, side: Side, i: usize) -> &mut Contact<A> {
+        match side {
+            Side::Outgoing => &mut self.contacts[i],
+            Side::Incoming => &mut self.incoming[i],
+        }
+    }
+
+    /// Adds a contact to `side`; hands it back when that side is full.
+    pub(crate) fn push(&mut self, side: Side, c: Contact<A>) -> Result<(), Contact<A>> {
+        match side {
+            Side::Outgoing => self.contacts.push(c),
+            Side::Incoming => self.incoming.push(c),
+        }
+    }
+
+    /// Moves a contact to the most-recently-seen end of its list.
+    pub(crate) fn touch(&mut self, side: Side, i: usize, now: Instant) {
+        let mut c = match side {
+            Side::Outgoing => self.contacts.remove(i),
+            Side::Incoming => self.incoming.remove(i),
+        };
         c.last_seen = now;
         c.failures = 0;
         // An outstanding probe stays: its PONG may still come and must match.
         // Cannot fail: we just removed one.
-        let _ = self.contacts.push(c);
+        let _ = self.push(side, c);
     }
 
     /// Remembers a peer for later, replacing the oldest remembered one.
@@ -82,17 +149,27 @@ impl<A: Clone + PartialEq, const K: usize> Bucket<A, K> {
         let _ = self.replacements.push((peer, origin));
     }
 
-    /// Removes contact `i` and promotes the most recent replacement, if any.
+    /// Removes a contact and promotes the most recent replacement that fits
+    /// the freed side, if any.
     pub(crate) fn remove_and_promote(
         &mut self,
+        side: Side,
         i: usize,
         now: Instant,
     ) -> (Contact<A>, Option<Peer<A>>) {
-        let removed = self.contacts.remove(i);
-        let promoted = self.replacements.pop().map(|(peer, origin)| {
+        let removed = match side {
+            Side::Outgoing => self.contacts.remove(i),
+            Side::Incoming => self.incoming.remove(i),
+        };
+        let fits = self
+            .replacements
+            .iter()
+            .rposition(|(_, origin)| Self::side_for(*origin) == side);
+        let promoted = fits.map(|r| {
+            let (peer, origin) = self.replacements.remove(r);
             // The replacement was heard from recently enough to be cached; it
             // starts at the fresh end and is probed like any other contact.
-            let _ = self.contacts.push(Contact::new(peer.clone(), now, origin));
+            let _ = self.push(side, Contact::new(peer.clone(), now, origin));
             peer
         });
         (removed, promoted)

@@ -13,13 +13,27 @@ pub enum Origin {
     Incoming,
 }
 
+/// What a liveness probe is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ProbeKind {
+    /// Ping-before-evict: one miss, judged after the request timeout, evicts.
+    Evict,
+    /// Managed-connection keepalive: misses are counted at each keepalive
+    /// tick, and `max_missed` of them in a row declare the contact dead.
+    Keepalive,
+}
+
 /// An outstanding liveness probe (a PING) to a contact.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Probe {
     pub(crate) txid: u32,
-    /// The deadline is `sent_at` plus the request timeout, which the node
-    /// knows; not storing it keeps every contact 8 bytes smaller.
+    /// The deadline is `sent_at` plus the request timeout (or the next
+    /// keepalive tick), which the node knows; not storing it keeps every
+    /// contact smaller.
     pub(crate) sent_at: Instant,
+    pub(crate) kind: ProbeKind,
+    /// Whether `poll_transmit` has emitted the PING yet.
+    pub(crate) sent: bool,
 }
 
 /// A node in the routing table.

@@ -4,7 +4,7 @@ mod bucket;
 mod contact;
 mod table;
 
-pub use bucket::{Bucket, REPLACEMENT_CAPACITY};
-pub(crate) use contact::Probe;
+pub use bucket::{Bucket, REPLACEMENT_CAPACITY, Side};
 pub use contact::{Contact, Origin};
+pub(crate) use contact::{Probe, ProbeKind};
 pub use table::{InsertOutcome, RemovedContact, RoutingTable};

@@ -2,7 +2,7 @@
 
 use heapless::Vec;
 
-use super::{Bucket, Contact, Origin, Probe};
+use super::{Bucket, Contact, Origin, Probe, ProbeKind, Side};
 use crate::id::{Key, NodeId};
 use crate::peer::Peer;
 use crate::time::{Duration, Instant};
@@ -27,6 +27,9 @@ pub enum InsertOutcome<A> {
     /// The bucket is full and its oldest contact is already being probed; the
     /// peer waits in the replacement cache.
     Queued,
+    /// The peer chose this node, but the incoming side of its bucket is full:
+    /// it waits in the replacement cache and should be told so (III-D1).
+    Refused,
     /// The peer claims the table owner's own id and was refused.
     SelfId,
 }
@@ -40,20 +43,24 @@ pub struct RemovedContact<A> {
     pub replaced_by: Option<Peer<A>>,
 }
 
-/// A Kademlia routing table of `B` buckets of `K` contacts.
+/// A Kademlia routing table of `B` buckets, each with `K` contacts this node
+/// chose and `I` contacts that chose it.
 ///
 /// Bucket `i` holds the contacts whose id shares exactly `i` leading bits with
 /// the owner's; the last bucket also takes every contact sharing more, the way
-/// a splitting table keeps its closest bucket whole. Memory is `B * K`
+/// a splitting table keeps its closest bucket whole. Memory is `B * (K + I)`
 /// contacts plus `B` small replacement caches, whatever the id length. The
-/// owner's own id is never stored.
+/// owner's own id is never stored. With `I = 0` (the default) buckets are
+/// classic: both kinds of contact share the `K` slots.
 #[derive(Clone, Debug)]
-pub struct RoutingTable<A, const K: usize, const B: usize> {
+pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
     local: NodeId,
-    buckets: [Bucket<A, K>; B],
+    buckets: [Bucket<A, K, I>; B],
 }
 
-impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B> {
+impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
+    RoutingTable<A, K, B, I>
+{
     const CHECK: () = assert!(K >= 1 && B >= 1, "a routing table needs K >= 1 and B >= 1");
 
     /// An empty table owned by `local`.
@@ -77,12 +84,12 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     }
 
     /// Bucket `i`, if `i < B`.
-    pub fn bucket(&self, i: usize) -> Option<&Bucket<A, K>> {
+    pub fn bucket(&self, i: usize) -> Option<&Bucket<A, K, I>> {
         self.buckets.get(i)
     }
 
     /// All buckets, nearest-prefix last.
-    pub fn buckets(&self) -> &[Bucket<A, K>] {
+    pub fn buckets(&self) -> &[Bucket<A, K, I>] {
         &self.buckets
     }
 
@@ -98,13 +105,19 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
 
     /// Every contact, bucket by bucket.
     pub fn iter(&self) -> impl Iterator<Item = &Contact<A>> {
-        self.buckets.iter().flat_map(|b| b.contacts.iter())
+        self.buckets.iter().flat_map(|b| b.iter())
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Contact<A>> {
+        self.buckets
+            .iter_mut()
+            .flat_map(|b| b.contacts.iter_mut().chain(b.incoming.iter_mut()))
     }
 
     /// The contact with this id.
     pub fn get(&self, id: &NodeId) -> Option<&Contact<A>> {
         let b = &self.buckets[self.bucket_index(id)];
-        b.position(id).map(|i| &b.contacts[i])
+        b.locate(id).map(|(side, i)| &b.list(side)[i])
     }
 
     /// Whether a contact with this id is in the table.
@@ -119,8 +132,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
         }
         let bi = self.bucket_index(&peer.id);
         let bucket = &mut self.buckets[bi];
-        if let Some(i) = bucket.position(&peer.id) {
-            let c = &mut bucket.contacts[i];
+        if let Some((side, i)) = bucket.locate(&peer.id) {
+            let c = bucket.get_mut(side, i);
             if c.peer.addr != peer.addr {
                 if c.failures == 0 && c.probe.is_none() {
                     return InsertOutcome::AddressConflict;
@@ -128,17 +141,20 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
                 // The known address stopped answering: the node moved.
                 c.peer.addr = peer.addr;
             }
-            bucket.touch(i, now);
+            bucket.touch(side, i, now);
             return InsertOutcome::Refreshed;
         }
+        let side = Bucket::<A, K, I>::side_for(origin);
         if bucket
-            .contacts
-            .push(Contact::new(peer.clone(), now, origin))
+            .push(side, Contact::new(peer.clone(), now, origin))
             .is_ok()
         {
             return InsertOutcome::Added;
         }
         bucket.remember(peer, origin);
+        if side == Side::Incoming {
+            return InsertOutcome::Refused;
+        }
         let oldest = &bucket.contacts[0];
         if oldest.probe.is_some() {
             InsertOutcome::Queued
@@ -159,12 +175,12 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     ) -> Option<RemovedContact<A>> {
         let bi = self.bucket_index(id);
         let bucket = &mut self.buckets[bi];
-        let i = bucket.position(id)?;
-        let c = &mut bucket.contacts[i];
+        let (side, i) = bucket.locate(id)?;
+        let c = bucket.get_mut(side, i);
         c.failures = c.failures.saturating_add(1);
         c.probe = None;
         if c.failures >= max_failures.max(1) {
-            let (contact, replaced_by) = bucket.remove_and_promote(i, now);
+            let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
             Some(RemovedContact {
                 contact,
                 replaced_by,
@@ -178,8 +194,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     pub fn remove(&mut self, id: &NodeId, now: Instant) -> Option<RemovedContact<A>> {
         let bi = self.bucket_index(id);
         let bucket = &mut self.buckets[bi];
-        let i = bucket.position(id)?;
-        let (contact, replaced_by) = bucket.remove_and_promote(i, now);
+        let (side, i) = bucket.locate(id)?;
+        let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
         Some(RemovedContact {
             contact,
             replaced_by,
@@ -207,27 +223,28 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
             return;
         }
         let split = self.bucket_index(key);
-        let push_group = |out: &mut Vec<Peer<A>, N>, bucket: &Bucket<A, K>, group_start: usize| {
-            for c in bucket.contacts.iter() {
-                if Some(&c.peer.id) == exclude {
-                    continue;
+        let push_group =
+            |out: &mut Vec<Peer<A>, N>, bucket: &Bucket<A, K, I>, group_start: usize| {
+                for c in bucket.iter() {
+                    if Some(&c.peer.id) == exclude {
+                        continue;
+                    }
+                    let d = c.peer.id.distance(key);
+                    // Position within the current group, which starts at `group_start`.
+                    let mut pos = out.len();
+                    while pos > group_start && out[pos - 1].id.distance(key) > d {
+                        pos -= 1;
+                    }
+                    if pos >= n {
+                        continue;
+                    }
+                    if out.len() == n {
+                        out.pop();
+                    }
+                    // Cannot fail: len < n <= N after the pop.
+                    let _ = out.insert(pos, c.peer.clone());
                 }
-                let d = c.peer.id.distance(key);
-                // Position within the current group, which starts at `group_start`.
-                let mut pos = out.len();
-                while pos > group_start && out[pos - 1].id.distance(key) > d {
-                    pos -= 1;
-                }
-                if pos >= n {
-                    continue;
-                }
-                if out.len() == n {
-                    out.pop();
-                }
-                // Cannot fail: len < n <= N after the pop.
-                let _ = out.insert(pos, c.peer.clone());
-            }
-        };
+            };
         let start = out.len();
         for bucket in &self.buckets[split..] {
             push_group(out, bucket, start);
@@ -255,15 +272,27 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     pub(crate) fn contact_mut(&mut self, id: &NodeId) -> Option<&mut Contact<A>> {
         let bi = self.bucket_index(id);
         let b = &mut self.buckets[bi];
-        let i = b.position(id)?;
-        Some(&mut b.contacts[i])
+        let (side, i) = b.locate(id)?;
+        Some(b.get_mut(side, i))
     }
 
     /// Starts a liveness probe to `id`; false if `id` is not a contact.
-    pub(crate) fn start_probe(&mut self, id: &NodeId, txid: u32, now: Instant) -> bool {
+    pub(crate) fn start_probe(
+        &mut self,
+        id: &NodeId,
+        txid: u32,
+        now: Instant,
+        kind: ProbeKind,
+        sent: bool,
+    ) -> bool {
         match self.contact_mut(id) {
             Some(c) => {
-                c.probe = Some(Probe { txid, sent_at: now });
+                c.probe = Some(Probe {
+                    txid,
+                    sent_at: now,
+                    kind,
+                    sent,
+                });
                 true
             }
             None => false,
@@ -273,28 +302,43 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize> RoutingTable<A, K, B>
     /// The contact whose outstanding probe has this transaction id.
     pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
         self.iter()
-            .find(|c| c.probe.is_some_and(|p| p.txid == txid))
+            .find(|c| c.probe.is_some_and(|p| p.txid == txid && p.sent))
     }
 
-    /// The earliest probe deadline, probes lasting `timeout`.
+    /// A keepalive probe not yet emitted: marks it sent and returns its
+    /// target and transaction id.
+    pub(crate) fn take_unsent_probe(&mut self) -> Option<(A, u32)> {
+        self.iter_mut().find_map(|c| match &mut c.probe {
+            Some(p) if !p.sent => {
+                p.sent = true;
+                Some((c.peer.addr.clone(), p.txid))
+            }
+            _ => None,
+        })
+    }
+
+    /// The earliest eviction-probe deadline, probes lasting `timeout`.
     pub(crate) fn next_probe_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.iter()
-            .filter_map(|c| c.probe.map(|p| p.sent_at + timeout))
+            .filter_map(|c| match c.probe {
+                Some(p) if p.kind == ProbeKind::Evict => Some(p.sent_at + timeout),
+                _ => None,
+            })
             .min()
     }
 
-    /// A contact whose probe is overdue at `now`, if any, and whether it was
-    /// heard from (by any message) since the probe was sent.
+    /// A contact whose eviction probe is overdue at `now`, if any, and whether
+    /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
         self.iter().find_map(|c| match c.probe {
-            Some(p) if p.sent_at + timeout <= now => {
+            Some(p) if p.kind == ProbeKind::Evict && p.sent_at + timeout <= now => {
                 Some((c.peer.id, c.last_seen > p.sent_at && c.failures == 0))
             }
             _ => None,
         })
     }
 
-    /// Forgets the probe of `id` (it proved alive another way).
+    /// Forgets the probe of `id` (it answered, or proved alive another way).
     pub(crate) fn clear_probe(&mut self, id: &NodeId) {
         if let Some(c) = self.contact_mut(id) {
             c.probe = None;
@@ -341,7 +385,7 @@ mod tests {
             }
         );
         assert!(!t.contains(&ids[3]));
-        assert!(t.start_probe(&ids[0], 42, Instant::ZERO));
+        assert!(t.start_probe(&ids[0], 42, Instant::ZERO, ProbeKind::Evict, true));
         assert_eq!(
             t.insert(peer(ids[3], 3), now, Origin::Incoming),
             InsertOutcome::Queued
@@ -404,6 +448,65 @@ mod tests {
         assert_eq!(small.len(), 4);
     }
 
+    #[test]
+    fn incoming_side_is_bounded_and_refuses_with_a_typed_outcome() {
+        let local = Key::ZERO;
+        let mut t = RoutingTable::<u32, 2, 4, 2>::new(local);
+        let mut rng = Rng::new(5);
+        let now = Instant::ZERO;
+        let ids: std::vec::Vec<Key> = (0..6)
+            .map(|_| local.random_with_prefix(0, &mut rng))
+            .collect();
+        // Two chosen and two choosing contacts fit side by side: 2k per bucket.
+        assert_eq!(
+            t.insert(peer(ids[0], 0), now, Origin::Outgoing),
+            InsertOutcome::Added
+        );
+        assert_eq!(
+            t.insert(peer(ids[1], 1), now, Origin::Outgoing),
+            InsertOutcome::Added
+        );
+        assert_eq!(
+            t.insert(peer(ids[2], 2), now, Origin::Incoming),
+            InsertOutcome::Added
+        );
+        assert_eq!(
+            t.insert(peer(ids[3], 3), now, Origin::Incoming),
+            InsertOutcome::Added
+        );
+        assert_eq!(t.bucket(0).unwrap().len(), 4);
+        assert_eq!(t.bucket(0).unwrap().incoming().len(), 2);
+        // A third incoming one is refused, and remembered as a replacement.
+        assert_eq!(
+            t.insert(peer(ids[4], 4), now, Origin::Incoming),
+            InsertOutcome::Refused
+        );
+        assert!(!t.contains(&ids[4]));
+        assert!(t.bucket(0).unwrap().replacements().any(|p| p.id == ids[4]));
+        // A third outgoing one goes through ping-before-evict as usual.
+        assert_eq!(
+            t.insert(peer(ids[5], 5), now, Origin::Outgoing),
+            InsertOutcome::Pending {
+                ping: peer(ids[0], 0)
+            }
+        );
+        // When an incoming contact goes, the waiting incoming peer takes its place.
+        let removed = t.remove(&ids[2], now).unwrap();
+        assert_eq!(removed.replaced_by, Some(peer(ids[4], 4)));
+        assert!(
+            t.bucket(0)
+                .unwrap()
+                .incoming()
+                .iter()
+                .any(|c| c.peer.id == ids[4])
+        );
+        // Both sides are searched by closest_into.
+        let mut out: Vec<Peer<u32>, 8> = Vec::new();
+        t.closest_into(&ids[3], 8, None, &mut out);
+        assert_eq!(out[0].id, ids[3]);
+        assert_eq!(out.len(), 4);
+    }
+
     fn brute_force(t: &Table, key: &Key, n: usize) -> std::vec::Vec<Peer<u32>> {
         let mut all: std::vec::Vec<Peer<u32>> = t.iter().map(|c| c.peer.clone()).collect();
         all.sort_by_key(|p| p.id.distance(key));
@@ -432,7 +535,7 @@ mod tests {
             prop_assert!(!t.contains(&local));
             for (i, b) in t.buckets().iter().enumerate() {
                 prop_assert!(b.len() <= 3);
-                for c in b.contacts() {
+                for c in b.iter() {
                     prop_assert_eq!(t.bucket_index(&c.peer.id), i);
                     prop_assert_eq!(local.common_prefix_len(&c.peer.id).min(7), i);
                 }

@@ -60,8 +60,13 @@ impl<const N: usize, const V: usize> Store for MemoryStore<N, V> {
             expires_at: record.ttl.expires_at(now),
         };
         if let Some(i) = self.position(&record.key) {
+            let unchanged = self.entries[i].value == entry.value;
             self.entries[i] = entry;
-            return StoreStatus::Updated;
+            return if unchanged {
+                StoreStatus::Unchanged
+            } else {
+                StoreStatus::Updated
+            };
         }
         // Expired records are free space: reclaim them before judging "full".
         self.remove_expired(now);
@@ -129,6 +134,10 @@ impl<const N: usize, const V: usize> Store for MemoryStore<N, V> {
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    fn key_at(&self, index: usize) -> Option<Key> {
+        self.entries.get(index).map(|e| e.key)
     }
 
     fn for_each_key(&self, f: &mut dyn FnMut(&Key)) {
@@ -207,8 +216,10 @@ mod tests {
         assert!(s.get(&near, now).is_some() && s.get(&middle, now).is_some());
         assert_eq!(
             s.put(&rec(near, Ttl::Seconds(5)), &local, now),
-            StoreStatus::Updated
+            StoreStatus::Unchanged
         );
+        let changed = Record::new(near, b"other", Ttl::Never).unwrap();
+        assert_eq!(s.put(&changed, &local, now), StoreStatus::Updated);
     }
 
     #[test]

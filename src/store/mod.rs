@@ -43,4 +43,10 @@ pub trait Store {
 
     /// Calls `f` with each stored key (in no particular order).
     fn for_each_key(&self, f: &mut dyn FnMut(&Key));
+
+    /// The key of the `index`-th record, for `index < len()`, in the same
+    /// order as `for_each_key`. Lets the node walk its records one at a time
+    /// (hand-offs, republishing) without holding a borrow of the store; a
+    /// store that changes meanwhile may make a walk skip or repeat a record.
+    fn key_at(&self, index: usize) -> Option<Key>;
 }

@@ -82,11 +82,17 @@ pub enum StoreStatus {
     TooLarge,
     /// The record's TTL had already run out.
     Expired,
+    /// The same value was already stored under this key; its TTL was
+    /// refreshed.
+    Unchanged,
 }
 
 impl StoreStatus {
     /// Whether the record is now held by the store.
     pub fn is_stored(self) -> bool {
-        matches!(self, StoreStatus::Stored | StoreStatus::Updated)
+        matches!(
+            self,
+            StoreStatus::Stored | StoreStatus::Updated | StoreStatus::Unchanged
+        )
     }
 }

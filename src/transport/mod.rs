@@ -6,8 +6,15 @@
 //! directly. [`pump`] is the small loop for everyone else.
 
 mod memory;
+pub mod serial;
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub mod udp;
 
 pub use memory::{MemoryHub, MemoryTransport};
+pub use serial::SerialTransport;
+#[cfg(feature = "std")]
+pub use udp::UdpTransport;
 
 use crate::event::Event;
 use crate::node::Node;
@@ -41,8 +48,8 @@ pub trait Transport {
 /// `buf` is used for both directions and should hold
 /// [`Address::MAX_MESSAGE_LEN`] bytes. Datagrams the node rejects are counted
 /// in its [`Metrics`](crate::Metrics) and otherwise ignored.
-pub fn pump<T, S, const K: usize, const B: usize, const L: usize, const C: usize>(
-    node: &mut Node<T::Address, S, K, B, L, C>,
+pub fn pump<T, S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>(
+    node: &mut Node<T::Address, S, K, B, L, C, I>,
     transport: &mut T,
     now: Instant,
     buf: &mut [u8],
@@ -64,8 +71,8 @@ where
 }
 
 /// Sends every pending datagram and reports every pending event.
-fn drain<T, S, const K: usize, const B: usize, const L: usize, const C: usize>(
-    node: &mut Node<T::Address, S, K, B, L, C>,
+fn drain<T, S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>(
+    node: &mut Node<T::Address, S, K, B, L, C, I>,
     transport: &mut T,
     buf: &mut [u8],
     on_event: &mut impl FnMut(Event<T::Address, K>),

@@ -144,7 +144,7 @@ mod tests {
         bytes[38] = MessageKind::COUNT as u8;
         assert_eq!(
             decode::<u16>(&bytes, NET),
-            Err(DecodeError::UnknownMessageType(8))
+            Err(DecodeError::UnknownMessageType(MessageKind::COUNT as u8))
         );
         bytes[38] = 0xFF;
         assert_eq!(
@@ -298,6 +298,7 @@ mod tests {
             Just(StoreStatus::Full),
             Just(StoreStatus::TooLarge),
             Just(StoreStatus::Expired),
+            Just(StoreStatus::Unchanged),
         ];
         prop_oneof![
             Just(Body::Ping),
@@ -310,6 +311,12 @@ mod tests {
             record().prop_map(|record| Body::Value { record }),
             record().prop_map(|record| Body::Store { record }),
             status.prop_map(|status| Body::StoreAck { status }),
+            record().prop_map(|record| Body::GiveValue { record }),
+            Just(Body::Leave),
+            Just(Body::Refused {
+                reason: crate::wire::RefuseReason::BucketFull
+            }),
+            key().prop_map(|dead| Body::Down { dead }),
         ]
     }
 

@@ -53,11 +53,39 @@ pub enum Body<A> {
         /// The record.
         record: Record,
     },
-    /// What became of a STORE.
+    /// What became of a STORE or a GIVE_VALUE.
     StoreAck {
         /// The outcome.
         status: StoreStatus,
     },
+    /// A holder hands a record to a node that just became one of the
+    /// closest to its key (MaidSafe paper, III-C). Answered by STORE_ACK.
+    GiveValue {
+        /// The record.
+        record: Record,
+    },
+    /// The sender leaves the network: drop it now. Not answered.
+    Leave,
+    /// Answer to a PING from a node this one will not keep as an incoming
+    /// contact: the bucket's incoming side is full (paper, III-D1).
+    Refused {
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// Down-list report (Binzenhöfer and Schnabel): `dead`, which the
+    /// receiver handed out in a NODES reply, did not answer. Not answered.
+    Down {
+        /// The unresponsive node.
+        dead: NodeId,
+    },
+}
+
+/// Why a node refused to keep the sender as a contact.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RefuseReason {
+    /// The incoming side of the bucket the sender falls in is full.
+    BucketFull,
 }
 
 /// The type of a message, without its fields (for metrics and logs).
@@ -81,17 +109,45 @@ pub enum MessageKind {
     Store = 6,
     /// [`Body::StoreAck`]
     StoreAck = 7,
+    /// [`Body::GiveValue`]
+    GiveValue = 8,
+    /// [`Body::Leave`]
+    Leave = 9,
+    /// [`Body::Refused`]
+    Refused = 10,
+    /// [`Body::Down`]
+    Down = 11,
 }
 
 impl MessageKind {
     /// Number of message types this version knows.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 12;
+
+    /// Every kind, in wire order.
+    pub const ALL: [MessageKind; MessageKind::COUNT] = [
+        MessageKind::Ping,
+        MessageKind::Pong,
+        MessageKind::FindNode,
+        MessageKind::Nodes,
+        MessageKind::FindValue,
+        MessageKind::Value,
+        MessageKind::Store,
+        MessageKind::StoreAck,
+        MessageKind::GiveValue,
+        MessageKind::Leave,
+        MessageKind::Refused,
+        MessageKind::Down,
+    ];
 
     /// Whether this message answers a request (and so must match one).
     pub const fn is_response(self) -> bool {
         matches!(
             self,
-            MessageKind::Pong | MessageKind::Nodes | MessageKind::Value | MessageKind::StoreAck
+            MessageKind::Pong
+                | MessageKind::Nodes
+                | MessageKind::Value
+                | MessageKind::StoreAck
+                | MessageKind::Refused
         )
     }
 }
@@ -108,6 +164,10 @@ impl<A> Body<A> {
             Body::Value { .. } => MessageKind::Value,
             Body::Store { .. } => MessageKind::Store,
             Body::StoreAck { .. } => MessageKind::StoreAck,
+            Body::GiveValue { .. } => MessageKind::GiveValue,
+            Body::Leave => MessageKind::Leave,
+            Body::Refused { .. } => MessageKind::Refused,
+            Body::Down { .. } => MessageKind::Down,
         }
     }
 }

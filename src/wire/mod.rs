@@ -11,7 +11,7 @@ mod message;
 
 pub use codec::{decode, encode};
 pub use error::{DecodeError, EncodeError};
-pub use message::{Body, Header, Message, MessageKind};
+pub use message::{Body, Header, Message, MessageKind, RefuseReason};
 
 /// The protocol version this crate speaks; the first byte of every datagram.
 pub const VERSION: u8 = 1;

@@ -5,9 +5,9 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use microkad::{Config, Event, Instant, Key, MemoryStore, Node};
+use microkad::{Config, Duration, Event, Instant, Key, MemoryStore, Node};
 
-pub type TestNode = Node<u16, MemoryStore<64, 256>, 4, 20, 4, 16>;
+pub type TestNode = Node<u16, MemoryStore<64, 256>, 4, 20, 4, 16, 4>;
 pub type TestEvent = Event<u16, 4>;
 
 pub struct Net {
@@ -92,6 +92,12 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// Runs for `d` of virtual time (timers keep firing: keepalives never stop).
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(|net| net.now >= end);
     }
 
     /// Runs until nothing is left to do.

@@ -17,10 +17,14 @@ use crate::query::{
     Candidate, CandidateState, Lookup, LookupKind, Phase, QueryId, ReplyEffect, Termination,
 };
 use crate::rng::Rng;
-use crate::routing::{InsertOutcome, Origin, RemovedContact, RoutingTable};
+use crate::routing::{InsertOutcome, Origin, ProbeKind, RoutingTable};
 use crate::store::{MemoryStore, Record, Store, StoreStatus};
 use crate::time::Instant;
-use crate::wire::{self, Body, DecodeError, Header, MAX_CONTACTS, Message};
+use crate::wire::{self, Body, DecodeError, Header, MAX_CONTACTS, Message, RefuseReason};
+
+mod maintenance;
+
+use maintenance::Handoff;
 
 /// Responses and probes waiting for `poll_transmit`. Lookup requests do not
 /// queue here: they are marked on their candidates and built on demand.
@@ -30,6 +34,8 @@ pub const OUTBOUND_CAPACITY: usize = 8;
 pub const NOTICE_CAPACITY: usize = 8;
 /// Seeds one `bootstrap` can ping.
 pub const MAX_SEEDS: usize = 8;
+/// Pending GIVE_VALUE hand-offs (a contact joined, left, or a value changed).
+pub const HANDOFF_CAPACITY: usize = 4;
 /// Transaction ids of requests still unanswered when their lookup ended,
 /// remembered so that their answers count as late rather than unsolicited.
 const RETIRED_CAPACITY: usize = 16;
@@ -88,6 +94,8 @@ enum Outbound {
     Nodes { target: Key, requester: NodeId },
     ValueOrNodes { key: Key, requester: NodeId },
     StoreAck(StoreStatus),
+    Refused,
+    Down { dead: NodeId },
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +126,7 @@ struct Notice<A> {
 /// A response's payload, as far as request matching cares.
 enum Response<'a, A> {
     Pong,
+    Refused,
     Nodes(&'a [Peer<A>]),
     Value(Record),
     StoreAck(StoreStatus),
@@ -132,6 +141,10 @@ enum Response<'a, A> {
 ///   this node share the last bucket.
 /// - `L`: lookups that can run at once.
 /// - `C`: candidates each lookup tracks.
+/// - `I`: incoming contacts per bucket (MaidSafe paper, III-D1): with
+///   `I = K`, each bucket keeps k contacts this node chose and k that chose
+///   it, and refuses further incoming ones with a REFUSED reply. With `I = 0`
+///   (the default) buckets are classic and both kinds share the K slots.
 ///
 /// Memory is fixed by these parameters; nothing is ever allocated.
 #[derive(Clone, Debug)]
@@ -142,24 +155,41 @@ pub struct Node<
     const B: usize = 20,
     const L: usize = 3,
     const C: usize = 12,
+    const I: usize = 0,
 > {
     config: Config,
     id: NodeId,
     rng: Rng,
     now: Instant,
-    table: RoutingTable<A, K, B>,
+    table: RoutingTable<A, K, B, I>,
     store: S,
     lookups: Vec<Lookup<A, C>, L>,
     seeds: Vec<SeedProbe<A>, MAX_SEEDS>,
     outbound: Deque<Outgoing<A>, OUTBOUND_CAPACITY>,
     notices: Deque<Notice<A>, NOTICE_CAPACITY>,
     retired: Deque<u32, RETIRED_CAPACITY>,
+    handoffs: Deque<Handoff<A>, HANDOFF_CAPACITY>,
+    /// The next keepalive tick (managed) or bucket refresh (periodic).
+    next_maintenance: Option<Instant>,
+    /// The next republish of every record (periodic modes).
+    next_republish: Option<Instant>,
+    /// Index of the next record to republish, while a republish runs.
+    republish_cursor: Option<usize>,
+    /// Index of the next contact to tell about our leaving, while leaving.
+    leave_cursor: Option<usize>,
     next_query: u32,
     metrics: Metrics,
 }
 
-impl<A: Address, S: Store + Default, const K: usize, const B: usize, const L: usize, const C: usize>
-    Node<A, S, K, B, L, C>
+impl<
+    A: Address,
+    S: Store + Default,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize,
+> Node<A, S, K, B, L, C, I>
 {
     /// A node with an empty store of type `S` (by default a [`MemoryStore`]).
     pub fn new(config: Config, id: NodeId, seed: u64, now: Instant) -> Self {
@@ -167,12 +197,20 @@ impl<A: Address, S: Store + Default, const K: usize, const B: usize, const L: us
     }
 }
 
-impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const C: usize>
-    Node<A, S, K, B, L, C>
+impl<
+    A: Address,
+    S: Store,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize,
+> Node<A, S, K, B, L, C, I>
 {
     /// A node with the embedder's store. `seed` drives every random choice
     /// (transaction ids, refresh targets), so a run replays exactly.
     pub fn with_store(config: Config, id: NodeId, seed: u64, now: Instant, store: S) -> Self {
+        let config_maintenance = config.maintenance;
         Node {
             config,
             id,
@@ -185,6 +223,11 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             outbound: Deque::new(),
             notices: Deque::new(),
             retired: Deque::new(),
+            handoffs: Deque::new(),
+            next_maintenance: maintenance::first_tick(&config_maintenance, now),
+            next_republish: maintenance::first_republish(&config_maintenance, now),
+            republish_cursor: None,
+            leave_cursor: None,
             next_query: 0,
             metrics: Metrics::default(),
         }
@@ -203,7 +246,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     }
 
     /// The routing table.
-    pub fn routing_table(&self) -> &RoutingTable<A, K, B> {
+    pub fn routing_table(&self) -> &RoutingTable<A, K, B, I> {
         &self.table
     }
 
@@ -267,6 +310,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         }
         let sender = Peer::new(msg.header.sender, from);
         let txid = msg.header.txid;
+        let kind = msg.body.kind();
         let result = match msg.body {
             Body::Ping => self.serve(sender, txid, Outbound::Pong),
             Body::FindNode { target } => {
@@ -285,6 +329,10 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                     Err(InputError::Overloaded)
                 } else {
                     let status = self.store.put(&record, &self.id, self.now);
+                    if status == StoreStatus::Updated {
+                        // III-C: a changed value goes to the other replicas.
+                        self.queue_handoff(Handoff::changed(record.key, sender.id));
+                    }
                     self.serve(sender, txid, Outbound::StoreAck(status))
                 }
             }
@@ -292,7 +340,28 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             Body::Nodes { contacts } => self.on_response(sender, txid, Response::Nodes(&contacts)),
             Body::Value { record } => self.on_response(sender, txid, Response::Value(record)),
             Body::StoreAck { status } => self.on_response(sender, txid, Response::StoreAck(status)),
+            Body::Refused { reason: _ } => self.on_response(sender, txid, Response::Refused),
+            Body::GiveValue { record } => {
+                self.learn(sender, Origin::Incoming);
+                let status = self.store.put(&record, &self.id, self.now);
+                self.metrics.values_received += 1;
+                trace!("GIVE_VALUE {:?}: {:?}", record.key, status);
+                Ok(())
+            }
+            Body::Leave => {
+                if let Some(removed) = self.table.remove(&sender.id, self.now) {
+                    self.on_removed(removed, RemovalReason::Left);
+                }
+                Ok(())
+            }
+            Body::Down { dead } => {
+                self.on_down_report(sender, dead);
+                Ok(())
+            }
         };
+        if result.is_ok() {
+            self.metrics.count_in(kind);
+        }
         if let Err(e) = result {
             trace!("rejected datagram: {:?}", e);
         }
@@ -317,10 +386,12 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 match state {
                     CandidateState::InFlight { deadline, .. } if deadline <= now => {
                         let id = lookup.candidates[i].peer.id;
+                        let referrer = lookup.referrer_of(i);
                         let effect =
                             lookup.resolve(i, false, self.config.beta, self.config.step_to_stop);
                         self.metrics.timeouts += 1;
                         self.contact_failed(&id);
+                        self.report_down(referrer, id);
                         if let ReplyEffect::SearchDone(t) = effect {
                             if self.lookups[li].phase == Phase::Searching {
                                 self.finish_search(li, t);
@@ -380,12 +451,13 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             }
             self.metrics.timeouts += 1;
             if let Some(removed) = self.table.record_failure(&id, now, 1) {
-                self.notify_removed(removed);
+                self.on_removed(removed, RemovalReason::Unresponsive);
             }
         }
         if self.store.next_expiry().is_some_and(|t| t <= now) {
             self.store.remove_expired(now);
         }
+        self.run_maintenance(now);
     }
 
     // ----- commands -----
@@ -465,11 +537,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     /// rule as contacts learnt from the network.
     pub fn add_contact(&mut self, now: Instant, peer: Peer<A>) -> InsertOutcome<A> {
         self.advance_clock(now);
-        let outcome = self.table.insert(peer.clone(), self.now, Origin::Outgoing);
-        if let InsertOutcome::Pending { ping } = &outcome {
-            self.probe(ping.clone());
-        }
-        outcome
+        self.learn(peer, Origin::Outgoing)
     }
 
     /// Stores a record in this node's own store only.
@@ -491,10 +559,10 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit<A>> {
         loop {
             let (destination, header, body) = self.next_message()?;
+            let kind = body.kind();
             match wire::encode(&Message { header, body }, buf) {
                 Ok(len) => {
-                    self.metrics.datagrams_out += 1;
-                    self.metrics.bytes_out += len as u64;
+                    self.metrics.count_out(kind, len);
                     return Some(Transmit { destination, len });
                 }
                 Err(_) => self.metrics.encode_failures += 1,
@@ -511,18 +579,23 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 replaced_by: n.replaced_by,
             });
         }
-        let (li, termination) =
-            self.lookups
-                .iter()
-                .enumerate()
-                .find_map(|(i, l)| match l.phase {
-                    Phase::Finished(t) => Some((i, t)),
-                    _ => None,
-                })?;
-        let l = self.lookups.swap_remove(li);
-        self.retire(&l);
-        self.metrics.lookups_finished += 1;
-        Some(self.outcome(l, termination))
+        loop {
+            let (li, termination) =
+                self.lookups
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, l)| match l.phase {
+                        Phase::Finished(t) => Some((i, t)),
+                        _ => None,
+                    })?;
+            let l = self.lookups.swap_remove(li);
+            self.retire(&l);
+            self.metrics.lookups_finished += 1;
+            // Maintenance lookups (refresh, republish) are the node's own business.
+            if !l.internal {
+                return Some(self.outcome(l, termination));
+            }
+        }
     }
 
     /// When [`Node::handle_timeout`] should be called next, if anything is
@@ -534,10 +607,15 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             .filter(|l| !matches!(l.phase, Phase::Finished(_)))
             .map(|l| l.next_deadline());
         let seeds = self.seeds.iter().map(|s| s.deadline);
+        // A republish waiting for a slot that is free now wants a call now.
+        let republish = self.republish_ready().then_some(self.now);
         lookups
             .chain(seeds)
             .chain(self.table.next_probe_deadline(self.config.request_timeout))
             .chain(self.store.next_expiry())
+            .chain(self.next_maintenance)
+            .chain(self.next_republish)
+            .chain(republish)
             .min()
     }
 
@@ -602,7 +680,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         let target = self.lookups[li].target;
         self.table.closest_into(&target, C, None, &mut closest);
         for p in closest {
-            self.lookups[li].offer(p, &self.id);
+            self.lookups[li].offer(p, &self.id, 0);
         }
     }
 
@@ -716,7 +794,16 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             return Err(InputError::Overloaded);
         }
         let to = sender.addr.clone();
-        self.learn(sender, Origin::Incoming);
+        let outcome = self.learn(sender, Origin::Incoming);
+        // III-D1: a PING is how a node asks to be kept; a full incoming side
+        // says no with a typed reply rather than silence.
+        let what = match (what, outcome) {
+            (Outbound::Pong, InsertOutcome::Refused) => {
+                self.metrics.refused_sent += 1;
+                Outbound::Refused
+            }
+            (what, _) => what,
+        };
         self.metrics.requests_served += 1;
         // Cannot fail: checked above, and learning only queues a probe when
         // there is room left after this reply (see `learn`).
@@ -725,15 +812,19 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     }
 
     /// Adds a peer that proved itself (it sent a valid message) to the table.
-    fn learn(&mut self, peer: Peer<A>, origin: Origin) {
-        match self.table.insert(peer, self.now, origin) {
-            InsertOutcome::Pending { ping } => self.probe(ping),
+    fn learn(&mut self, peer: Peer<A>, origin: Origin) -> InsertOutcome<A> {
+        let outcome = self.table.insert(peer.clone(), self.now, origin);
+        match &outcome {
+            // Managed connections keep every contact under watch, so a full
+            // bucket's contacts are known alive: the newcomer just waits.
+            InsertOutcome::Pending { ping } if !self.config.maintenance.is_managed() => {
+                self.probe(ping.clone())
+            }
             InsertOutcome::AddressConflict => self.metrics.address_conflicts += 1,
-            InsertOutcome::Added
-            | InsertOutcome::Refreshed
-            | InsertOutcome::Queued
-            | InsertOutcome::SelfId => {}
+            InsertOutcome::Added => self.on_added(peer),
+            _ => {}
         }
+        outcome
     }
 
     /// Pings a contact to learn whether it is still alive (ping-before-evict).
@@ -741,7 +832,8 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
         // Keep one slot free for the reply that may follow.
         if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
             let txid = self.rng.next_u32();
-            self.table.start_probe(&contact.id, txid, self.now);
+            self.table
+                .start_probe(&contact.id, txid, self.now, ProbeKind::Evict, true);
             let _ = self.outbound.push_back(Outgoing {
                 to: contact.addr,
                 txid,
@@ -757,22 +849,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
             .table
             .record_failure(id, self.now, self.config.max_failures)
         {
-            self.notify_removed(removed);
-        }
-    }
-
-    fn notify_removed(&mut self, removed: RemovedContact<A>) {
-        debug!(
-            "contact {:?} removed: unresponsive",
-            removed.contact.peer.id
-        );
-        let notice = Notice {
-            peer: removed.contact.peer,
-            reason: RemovalReason::Unresponsive,
-            replaced_by: removed.replaced_by,
-        };
-        if self.notices.push_back(notice).is_err() {
-            self.metrics.events_dropped += 1;
+            self.on_removed(removed, RemovalReason::Unresponsive);
         }
     }
 
@@ -801,11 +878,22 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 self.metrics.mismatched += 1;
                 return Err(InputError::Mismatched);
             }
-            if !matches!(response, Response::Pong) {
-                self.metrics.unexpected_response += 1;
-                return Err(InputError::UnexpectedResponse);
+            match response {
+                Response::Pong => {
+                    self.table.clear_probe(&sender.id);
+                    self.learn(sender, Origin::Outgoing);
+                }
+                Response::Refused => {
+                    // It will not keep us: stop keeping it (III-D1).
+                    if let Some(removed) = self.table.remove(&sender.id, self.now) {
+                        self.on_removed(removed, RemovalReason::Refused);
+                    }
+                }
+                _ => {
+                    self.metrics.unexpected_response += 1;
+                    return Err(InputError::UnexpectedResponse);
+                }
             }
-            self.learn(sender, Origin::Outgoing);
             return Ok(());
         }
         // Bootstrap seeds: their id is learnt from the answer.
@@ -814,7 +902,9 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 self.metrics.mismatched += 1;
                 return Err(InputError::Mismatched);
             }
-            if !matches!(response, Response::Pong) {
+            // A seed whose incoming side is full still proves who and where
+            // it is, and still answers lookups: good enough to join through.
+            if !matches!(response, Response::Pong | Response::Refused) {
                 self.metrics.unexpected_response += 1;
                 return Err(InputError::UnexpectedResponse);
             }
@@ -906,7 +996,7 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 let txid = l.candidates[ci].state.txid();
                 if searching {
                     for p in contacts {
-                        l.offer(p.clone(), &self.id);
+                        l.offer(p.clone(), &self.id, txid.unwrap_or(0));
                     }
                 }
                 // Offers shift indices: find the answered candidate again.
@@ -944,18 +1034,24 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
     }
 
     /// The next message to send: queued responses and probes first, then
-    /// requests marked on lookups, then seed pings.
+    /// requests marked on lookups, seed pings, keepalives, GIVE_VALUE
+    /// hand-offs and LEAVE announcements.
     fn next_message(&mut self) -> Option<(A, Header, Body<A>)> {
-        let header = |txid| Header {
-            network: self.config.network_id,
+        let (network, sender) = (self.config.network_id, self.id);
+        let header = move |txid| Header {
+            network,
             txid,
-            sender: self.id,
+            sender,
         };
         if let Some(out) = self.outbound.pop_front() {
             let body = match out.what {
                 Outbound::Ping => Body::Ping,
                 Outbound::Pong => Body::Pong,
                 Outbound::StoreAck(status) => Body::StoreAck { status },
+                Outbound::Refused => Body::Refused {
+                    reason: RefuseReason::BucketFull,
+                },
+                Outbound::Down { dead } => Body::Down { dead },
                 Outbound::Nodes { target, requester } => self.nodes_body(&target, &requester),
                 Outbound::ValueOrNodes { key, requester } => match self.store.get(&key, self.now) {
                     Some(record) => Body::Value { record },
@@ -996,6 +1092,15 @@ impl<A: Address, S: Store, const K: usize, const B: usize, const L: usize, const
                 }
                 return Some((s.addr.clone(), header(s.txid), Body::Ping));
             }
+        }
+        if let Some((to, txid)) = self.table.take_unsent_probe() {
+            return Some((to, header(txid), Body::Ping));
+        }
+        if let Some((to, txid, body)) = self.next_handoff() {
+            return Some((to, header(txid), body));
+        }
+        if let Some((to, txid, body)) = self.next_leave() {
+            return Some((to, header(txid), body));
         }
         None
     }
