@@ -11,13 +11,28 @@ use crate::wire;
 ///
 /// Addresses travel inside NODES replies, so they must be serde types with a
 /// known upper bound on their postcard encoding; that bound sizes every buffer
-/// ([`Address::MAX_MESSAGE_LEN`]).
-pub trait Address: Clone + Eq + Debug + Serialize + DeserializeOwned {
+/// ([`Address::MAX_MESSAGE_LEN`]). With the `defmt` feature they must also
+/// implement `defmt::Format`, so that logs can name them ([`MaybeFormat`]).
+pub trait Address: Clone + Eq + Debug + Serialize + DeserializeOwned + MaybeFormat {
     /// The longest postcard encoding of any value of this type, in bytes.
     const MAX_ENCODED_LEN: usize;
     /// The longest datagram a node with this address type sends or accepts.
     const MAX_MESSAGE_LEN: usize = wire::max_message_len(Self::MAX_ENCODED_LEN);
 }
+
+/// `defmt::Format` with the `defmt` feature, and no bound at all without it:
+/// the logging macros name addresses, and defmt can only print `Format` types.
+#[cfg(feature = "defmt")]
+pub trait MaybeFormat: defmt::Format {}
+#[cfg(feature = "defmt")]
+impl<T: defmt::Format + ?Sized> MaybeFormat for T {}
+
+/// `defmt::Format` with the `defmt` feature, and no bound at all without it:
+/// the logging macros name addresses, and defmt can only print `Format` types.
+#[cfg(not(feature = "defmt"))]
+pub trait MaybeFormat {}
+#[cfg(not(feature = "defmt"))]
+impl<T: ?Sized> MaybeFormat for T {}
 
 /// Longest postcard varint for an integer of `bits` bits.
 const fn varint_max(bits: usize) -> usize {
