@@ -10,9 +10,9 @@ use crate::event::RemovalReason;
 use crate::id::{Key, NodeId};
 use crate::peer::{Address, Peer};
 use crate::query::LookupKind;
-use crate::routing::{ProbeKind, RemovedContact};
+use crate::routing::{Contact, Probe, ProbeKind, RemovedContact};
 use crate::store::Store;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::Body;
 
 /// When the first maintenance tick is due.
@@ -42,6 +42,12 @@ pub(super) fn first_republish(m: &Maintenance, now: Instant) -> Option<Instant> 
         } => Some(now + republish_interval),
         Maintenance::Off | Maintenance::Managed { .. } => None,
     }
+}
+
+/// When a managed contact is dead if it stays silent: δγ after it was last
+/// heard from.
+fn keepalive_deadline<A>(c: &Contact<A>, interval: Duration, max_missed: u8) -> Instant {
+    c.last_seen + interval.saturating_mul(u64::from(max_missed))
 }
 
 /// What a hand-off is about.
@@ -106,15 +112,18 @@ impl<
     /// Runs the maintenance due at `now`: the keepalive tick or the bucket
     /// refresh, and the republish.
     pub(super) fn run_maintenance(&mut self, now: Instant) {
+        if let Maintenance::Managed {
+            keepalive_interval,
+            max_missed,
+        } = self.config.maintenance
+        {
+            if self.leave_cursor.is_none() {
+                self.keepalive_due(now, keepalive_interval, max_missed);
+            }
+        }
         if self.next_maintenance.is_some_and(|t| t <= now) {
             match self.config.maintenance {
-                Maintenance::Managed {
-                    keepalive_interval,
-                    max_missed,
-                } => {
-                    self.keepalive_tick(now, keepalive_interval, max_missed);
-                    self.next_maintenance = Some(now + keepalive_interval);
-                }
+                Maintenance::Managed { .. } => self.next_maintenance = None,
                 Maintenance::Periodic {
                     refresh_interval, ..
                 }
@@ -147,44 +156,60 @@ impl<
         self.republish_cursor.is_some() && !self.lookups.is_full()
     }
 
-    /// Judges the keepalives of the last interval, drops the dead, and marks
-    /// a keepalive for every contact not heard from for a whole interval.
-    fn keepalive_tick(&mut self, now: Instant, interval: crate::time::Duration, max_missed: u8) {
-        for c in self.table.iter_mut() {
-            if let Some(p) = c.probe {
-                if p.kind == ProbeKind::Keepalive {
-                    if c.last_seen > p.sent_at {
-                        c.failures = 0;
-                    } else {
-                        c.failures = c.failures.saturating_add(1);
-                    }
-                    c.probe = None;
-                }
-            }
-        }
+    /// Managed connections: a contact last heard from at `t` is sent a
+    /// keepalive at `t + γ`, `t + 2γ`, ... and is dead at `t + δγ` if it has
+    /// not answered any of them nor sent anything else. So a crash is noticed
+    /// at most δγ after the last message heard from the crashed node.
+    fn keepalive_due(&mut self, now: Instant, interval: Duration, max_missed: u8) {
         let max_missed = max_missed.max(1);
+        for c in self.table.iter_mut() {
+            let due = c.last_seen + interval.saturating_mul(u64::from(c.failures) + 1);
+            if due > now || c.failures.saturating_add(1) >= max_missed {
+                continue;
+            }
+            c.failures += 1;
+            c.probe = Some(Probe {
+                txid: self.rng.next_u32(),
+                sent_at: now,
+                kind: ProbeKind::Keepalive,
+                sent: false,
+            });
+            self.metrics.keepalives_sent += 1;
+        }
         loop {
             let dead = self
                 .table
                 .iter()
-                .find(|c| c.failures >= max_missed)
+                .find(|c| keepalive_deadline(c, interval, max_missed) <= now)
                 .map(|c| c.peer.id);
             let Some(id) = dead else { break };
             if let Some(removed) = self.table.remove(&id, now) {
                 self.on_removed(removed, RemovalReason::Dead);
             }
         }
-        for c in self.table.iter_mut() {
-            if c.probe.is_none() && now.saturating_since(c.last_seen) >= interval {
-                c.probe = Some(crate::routing::Probe {
-                    txid: self.rng.next_u32(),
-                    sent_at: now,
-                    kind: ProbeKind::Keepalive,
-                    sent: false,
-                });
-                self.metrics.keepalives_sent += 1;
-            }
+    }
+
+    /// When the next keepalive is due or a contact will be declared dead.
+    pub(super) fn next_keepalive(&self) -> Option<Instant> {
+        let Maintenance::Managed {
+            keepalive_interval,
+            max_missed,
+        } = self.config.maintenance
+        else {
+            return None;
+        };
+        if self.leave_cursor.is_some() {
+            return None;
         }
+        let max_missed = max_missed.max(1);
+        self.table
+            .iter()
+            .map(|c| {
+                let next =
+                    c.last_seen + keepalive_interval.saturating_mul(u64::from(c.failures) + 1);
+                next.min(keepalive_deadline(c, keepalive_interval, max_missed))
+            })
+            .min()
     }
 
     /// Classic refresh: the bootstrap's lookups (own id, then a random id in

@@ -614,6 +614,7 @@ impl<
             .chain(self.table.next_probe_deadline(self.config.request_timeout))
             .chain(self.store.next_expiry())
             .chain(self.next_maintenance)
+            .chain(self.next_keepalive())
             .chain(self.next_republish)
             .chain(republish)
             .min()

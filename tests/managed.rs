@@ -1,0 +1,360 @@
+//! Managed connections and replication (MaidSafe paper, section III), and the
+//! classic modes they are compared with.
+
+mod common;
+
+use common::{Net, node_id};
+use microkad::wire::{self, Body, Header, Message, RefuseReason};
+use microkad::{
+    Config, Duration, Event, Instant, Key, Maintenance, MemoryStore, Node, Record, RemovalReason,
+    Ttl,
+};
+
+const GAMMA: Duration = Duration::from_secs(1);
+const DELTA: u8 = 3;
+
+fn managed() -> Config {
+    Config {
+        network_id: 42,
+        maintenance: Maintenance::Managed {
+            keepalive_interval: GAMMA,
+            max_missed: DELTA,
+        },
+        ..Config::default()
+    }
+}
+
+fn holders(net: &Net, key: &Key) -> Vec<u16> {
+    (0..net.nodes.len() as u16)
+        .filter(|i| !net.down.contains(i) && net.nodes[*i as usize].get_local(key).is_some())
+        .collect()
+}
+
+#[test]
+fn a_crashed_node_leaves_every_table_within_gamma_delta() {
+    let mut net = Net::new(20, managed());
+    net.join_all_through_seed();
+    net.run_for(Duration::from_secs(5));
+    let victim = 7u16;
+    let holding: Vec<usize> = (0..20)
+        .filter(|&i| net.nodes[i].routing_table().contains(&node_id(victim)))
+        .collect();
+    assert!(holding.len() >= 3, "the victim is known to several nodes");
+    net.down.insert(victim);
+    let crash = net.now;
+    let window = GAMMA.saturating_mul(u64::from(DELTA));
+    // Just before the window closes, some table may still hold it...
+    net.run_for(Duration::from_millis(window.as_millis() - 1));
+    // ...and once it has closed, none does.
+    net.run_until(|n| n.now >= crash + window);
+    for (i, node) in net.nodes.iter().enumerate() {
+        if i as u16 != victim {
+            assert!(
+                !node.routing_table().contains(&node_id(victim)),
+                "node {i} still holds the crashed node"
+            );
+        }
+    }
+    let dead_events = net
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(e, Event::ContactRemoved { peer, reason: RemovalReason::Dead, .. } if peer.id == node_id(victim))
+        })
+        .count();
+    assert!(
+        dead_events >= holding.len(),
+        "{dead_events} death notices for {} holders",
+        holding.len()
+    );
+    // Keepalives went out and were answered.
+    assert!(net.nodes[0].metrics().keepalives_sent > 0);
+}
+
+#[test]
+fn a_graceful_leave_is_seen_at_once() {
+    let mut net = Net::new(12, managed());
+    net.join_all_through_seed();
+    net.run_for(Duration::from_secs(3));
+    let leaver = 4u16;
+    let knew: Vec<usize> = (0..12)
+        .filter(|&i| net.nodes[i].routing_table().contains(&node_id(leaver)))
+        .collect();
+    assert!(!knew.is_empty());
+    let t = net.now;
+    net.nodes[leaver as usize].leave(t);
+    // Deliver the LEAVEs without letting the clock move.
+    net.run_until(|n| n.now > t);
+    assert!(
+        net.now <= t + GAMMA,
+        "the leave was seen before any keepalive could notice"
+    );
+    for i in knew {
+        assert!(
+            !net.nodes[i].routing_table().contains(&node_id(leaver)),
+            "node {i} kept the leaver"
+        );
+        assert!(net.events.iter().any(|(n, e)| *n as usize == i
+            && matches!(e, Event::ContactRemoved { peer, reason: RemovalReason::Left, .. } if peer.id == node_id(leaver))));
+    }
+}
+
+#[test]
+fn a_newcomer_closer_to_a_key_receives_it_through_give_value() {
+    // 30 nodes; only the first 29 join at first.
+    let mut cfg = managed();
+    cfg.replicas = 4;
+    let mut net = Net::new(30, cfg);
+    for i in 1..29u16 {
+        let q = net.nodes[i as usize].bootstrap(net.now, &[0]).unwrap();
+        net.wait_for(
+            i,
+            |e| matches!(e, Event::Bootstrapped { query, .. } if *query == q),
+        );
+    }
+    // A key right next to node 29's id: once 29 joins, it is the closest node.
+    let mut key = node_id(29);
+    key.0[31] ^= 1;
+    let record = Record::new(key, b"hand me over", Ttl::Never).unwrap();
+    net.nodes[3].put(net.now, record.clone()).unwrap();
+    net.wait_for(3, |e| matches!(e, Event::PutFinished { stored: 4, .. }));
+    assert!(net.nodes[29].get_local(&key).is_none());
+    let q = net.nodes[29].bootstrap(net.now, &[0]).unwrap();
+    net.wait_for(
+        29,
+        |e| matches!(e, Event::Bootstrapped { query, .. } if *query == q),
+    );
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        net.nodes[29].get_local(&key).map(|r| r.value),
+        Some(record.value.clone())
+    );
+    assert!(net.nodes[29].metrics().values_received >= 1);
+    let handed: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.metrics().values_handed_off)
+        .sum();
+    assert!(handed >= 1);
+}
+
+#[test]
+fn an_incoming_contact_beyond_two_k_is_refused_with_a_typed_reply() {
+    type Small = Node<u16, MemoryStore<4, 16>, 2, 8, 1, 4, 2>;
+    let now = Instant::ZERO;
+    let cfg = managed();
+    let mut x = Small::new(cfg.clone(), Key::ZERO, 1, now);
+    let mut buf = [0u8; 2048];
+    let mut rng = microkad::rng::Rng::new(9);
+    let mut ping = |x: &mut Small, from: u16, id: Key| {
+        let msg: Message<u16> = Message {
+            header: Header {
+                network: 42,
+                txid: from as u32,
+                sender: id,
+            },
+            body: Body::Ping,
+        };
+        let n = wire::encode(&msg, &mut buf).unwrap();
+        x.handle_input(now, from, &buf[..n]).unwrap();
+        let t = x.poll_transmit(&mut buf).unwrap();
+        assert_eq!(t.destination, from);
+        wire::decode::<u16>(&buf[..t.len], 42).unwrap().body
+    };
+    // Two nodes X chose (outgoing) and two that chose it (incoming): 2k = 4.
+    for a in 0..2u16 {
+        x.add_contact(
+            now,
+            microkad::Peer::new(Key::ZERO.random_with_prefix(0, &mut rng), 100 + a),
+        );
+    }
+    let ids: Vec<Key> = (0..3)
+        .map(|_| Key::ZERO.random_with_prefix(0, &mut rng))
+        .collect();
+    assert_eq!(ping(&mut x, 1, ids[0]), Body::Pong);
+    assert_eq!(ping(&mut x, 2, ids[1]), Body::Pong);
+    assert_eq!(x.routing_table().bucket(0).unwrap().len(), 4);
+    // The fifth is refused, with a reason, and kept out.
+    assert_eq!(
+        ping(&mut x, 3, ids[2]),
+        Body::Refused {
+            reason: RefuseReason::BucketFull
+        }
+    );
+    assert!(!x.routing_table().contains(&ids[2]));
+    assert_eq!(x.metrics().refused_sent, 1);
+
+    // The refused side drops the refuser when its keepalive is refused.
+    let mut y = Small::new(cfg, ids[2], 2, now);
+    y.add_contact(now, microkad::Peer::new(Key::ZERO, 7));
+    let later = now + GAMMA;
+    y.handle_timeout(later);
+    let t = y.poll_transmit(&mut buf).unwrap();
+    let keepalive = wire::decode::<u16>(&buf[..t.len], 42).unwrap();
+    assert_eq!((t.destination, keepalive.body.clone()), (7, Body::Ping));
+    let refusal: Message<u16> = Message {
+        header: Header {
+            network: 42,
+            txid: keepalive.header.txid,
+            sender: Key::ZERO,
+        },
+        body: Body::Refused {
+            reason: RefuseReason::BucketFull,
+        },
+    };
+    let n = wire::encode(&refusal, &mut buf).unwrap();
+    y.handle_input(later, 7, &buf[..n]).unwrap();
+    assert!(!y.routing_table().contains(&Key::ZERO));
+    assert!(matches!(
+        y.poll_event(),
+        Some(Event::ContactRemoved {
+            reason: RemovalReason::Refused,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn continuous_churn_loses_no_value_while_a_replica_survives_each_window() {
+    // 40 nodes start; 20 more join one by one while 20 crash one by one, one
+    // crash per detection window (δγ), so every window leaves replicas alive.
+    let mut net = Net::new(60, managed());
+    for i in 1..40u16 {
+        let q = net.nodes[i as usize].bootstrap(net.now, &[0]).unwrap();
+        net.wait_for(
+            i,
+            |e| matches!(e, Event::Bootstrapped { query, .. } if *query == q),
+        );
+    }
+    let keys: Vec<Key> = (0..20u8).map(|v| Key::hash(&[b'c', v])).collect();
+    for (v, key) in keys.iter().enumerate() {
+        let record = Record::new(*key, &[v as u8; 8], Ttl::Never).unwrap();
+        let from = 1 + (v as u16 % 39);
+        net.nodes[from as usize].put(net.now, record).unwrap();
+        net.wait_for(from, |e| matches!(e, Event::PutFinished { .. }));
+    }
+    let window = GAMMA.saturating_mul(u64::from(DELTA));
+    let mut rng = microkad::rng::Rng::new(2024);
+    for round in 0..20u16 {
+        // Crash a random live node other than the seed.
+        let live: Vec<u16> = (1..40 + round).filter(|i| !net.down.contains(i)).collect();
+        let victim = live[rng.below(live.len() as u64) as usize];
+        net.down.insert(victim);
+        // A newcomer joins through a live node.
+        let newcomer = 40 + round;
+        let via = live.iter().copied().find(|&i| i != victim).unwrap();
+        net.nodes[newcomer as usize]
+            .bootstrap(net.now, &[via])
+            .unwrap();
+        net.run_for(window + GAMMA);
+        for key in &keys {
+            assert!(
+                !holders(&net, key).is_empty(),
+                "round {round}: a value lost every replica"
+            );
+        }
+    }
+    // Every value is still found by a lookup from a live node.
+    let asker = (1..60u16).find(|i| !net.down.contains(i)).unwrap();
+    for (v, key) in keys.iter().enumerate() {
+        let q = net.nodes[asker as usize].get(net.now, *key).unwrap();
+        let e = net.wait_for(
+            asker,
+            |e| matches!(e, Event::GetFinished { query, .. } if *query == q),
+        );
+        let Event::GetFinished { record, .. } = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            record.map(|r| r.value.to_vec()),
+            Some(vec![v as u8; 8]),
+            "value {v}"
+        );
+    }
+}
+
+#[test]
+fn down_lists_report_dead_contacts_to_their_referrer() {
+    let cfg = Config {
+        network_id: 42,
+        maintenance: Maintenance::DownList {
+            refresh_interval: Duration::from_secs(3600),
+            republish_interval: Duration::from_secs(3600),
+        },
+        ..Config::default()
+    };
+    let mut net = Net::new(40, cfg);
+    net.join_all_through_seed();
+    let victim = 9u16;
+    net.down.insert(victim);
+    // Everyone looks for the victim: nodes that do not know it meet it
+    // through referrers.
+    for i in 0..40u16 {
+        if i != victim {
+            let q = net.nodes[i as usize]
+                .find_node(net.now, node_id(victim))
+                .unwrap();
+            net.wait_for(
+                i,
+                |e| matches!(e, Event::FoundNodes { query, .. } if *query == q),
+            );
+        }
+    }
+    net.run_for(Duration::from_secs(10));
+    let sent: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.metrics().down_reports_sent)
+        .sum();
+    let received: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.metrics().down_reports_received)
+        .sum();
+    assert!(sent > 0 && received > 0, "sent {sent}, received {received}");
+    // Every node told about the victim checked it and dropped it.
+    for (i, n) in net.nodes.iter().enumerate() {
+        if i as u16 != victim && n.metrics().down_reports_received > 0 {
+            assert!(
+                !n.routing_table().contains(&node_id(victim)),
+                "node {i} kept a reported dead node"
+            );
+        }
+    }
+}
+
+#[test]
+fn periodic_mode_refreshes_and_republishes() {
+    let cfg = Config {
+        network_id: 42,
+        maintenance: Maintenance::Periodic {
+            refresh_interval: Duration::from_secs(10),
+            republish_interval: Duration::from_secs(15),
+        },
+        ..Config::default()
+    };
+    let mut net = Net::new(12, cfg);
+    net.join_all_through_seed();
+    let record = Record::new(Key::hash(b"periodic"), b"again", Ttl::Never).unwrap();
+    net.nodes[2].put(net.now, record.clone()).unwrap();
+    net.wait_for(2, |e| matches!(e, Event::PutFinished { .. }));
+    let before: u64 = net.nodes.iter().map(|n| n.metrics().lookups_started).sum();
+    net.run_for(Duration::from_secs(31));
+    let republished: u64 = net.nodes.iter().map(|n| n.metrics().republished).sum();
+    let after: u64 = net.nodes.iter().map(|n| n.metrics().lookups_started).sum();
+    assert!(
+        republished >= holders(&net, &record.key).len() as u64,
+        "every holder republished"
+    );
+    assert!(
+        after - before >= 12 * 3,
+        "every node refreshed three times: {}",
+        after - before
+    );
+    // Maintenance lookups finish without events reaching the embedder.
+    assert!(
+        !net.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Bootstrapped { .. } | Event::PutFinished { .. }))
+    );
+}
