@@ -24,6 +24,9 @@ pub enum RemovalReason {
 
 /// Something the embedder should know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Lookup results make some variants large; an event is built once and moved
+// to the embedder, and a no_std crate without a heap cannot box it.
+#[allow(clippy::large_enum_variant)]
 pub enum Event<A, const K: usize> {
     /// `bootstrap` finished.
     Bootstrapped {

@@ -116,10 +116,9 @@ impl<
             keepalive_interval,
             max_missed,
         } = self.config.maintenance
+            && self.leave_cursor.is_none()
         {
-            if self.leave_cursor.is_none() {
-                self.keepalive_due(now, keepalive_interval, max_missed);
-            }
+            self.keepalive_due(now, keepalive_interval, max_missed);
         }
         if self.next_maintenance.is_some_and(|t| t <= now) {
             match self.config.maintenance {
@@ -136,17 +135,16 @@ impl<
                 Maintenance::Off => self.next_maintenance = None,
             }
         }
-        if self.next_republish.is_some_and(|t| t <= now) {
-            if let Maintenance::Periodic {
+        if self.next_republish.is_some_and(|t| t <= now)
+            && let Maintenance::Periodic {
                 republish_interval, ..
             }
             | Maintenance::DownList {
                 republish_interval, ..
             } = self.config.maintenance
-            {
-                self.republish_cursor = Some(0);
-                self.next_republish = Some(now + republish_interval);
-            }
+        {
+            self.republish_cursor = Some(0);
+            self.next_republish = Some(now + republish_interval);
         }
         self.drive_republish();
     }

@@ -124,6 +124,8 @@ struct Notice<A> {
 }
 
 /// A response's payload, as far as request matching cares.
+// Lives only for the duration of one `handle_input` call.
+#[allow(clippy::large_enum_variant)]
 enum Response<'a, A> {
     Pong,
     Refused,
@@ -392,10 +394,10 @@ impl<
                         self.metrics.timeouts += 1;
                         self.contact_failed(&id);
                         self.report_down(referrer, id);
-                        if let ReplyEffect::SearchDone(t) = effect {
-                            if self.lookups[li].phase == Phase::Searching {
-                                self.finish_search(li, t);
-                            }
+                        if let ReplyEffect::SearchDone(t) = effect
+                            && self.lookups[li].phase == Phase::Searching
+                        {
+                            self.finish_search(li, t);
                         }
                     }
                     CandidateState::Storing { txid, deadline, .. } if deadline <= now => {
@@ -1025,10 +1027,10 @@ impl<
             }
         };
         self.learn(sender, Origin::Outgoing);
-        if let ReplyEffect::SearchDone(t) = effect {
-            if self.lookups[li].phase == Phase::Searching {
-                self.finish_search(li, t);
-            }
+        if let ReplyEffect::SearchDone(t) = effect
+            && self.lookups[li].phase == Phase::Searching
+        {
+            self.finish_search(li, t);
         }
         self.advance(li);
         Ok(())

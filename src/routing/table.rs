@@ -527,8 +527,8 @@ mod tests {
                 // the merged last one included, gets exercised.
                 let id = if near { local.random_with_prefix(rng.below(12) as usize, &mut rng) } else { Key::random(&mut rng) };
                 let outcome = t.insert(peer(id, i as u32), Instant::from_millis(i as u64), Origin::Outgoing);
-                if let InsertOutcome::Pending { ping } = outcome {
-                    if rng.below(2) == 0 { t.record_failure(&ping.id, Instant::from_millis(i as u64), 1); }
+                if let InsertOutcome::Pending { ping } = outcome && rng.below(2) == 0 {
+                    t.record_failure(&ping.id, Instant::from_millis(i as u64), 1);
                 }
             }
             prop_assert!(t.len() <= 3 * 8);

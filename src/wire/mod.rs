@@ -46,6 +46,7 @@ pub const fn max_message_len(addr_max: usize) -> usize {
     MAX_HEADER_LEN + 1 + body
 }
 
-/// The longest datagram for any built-in address type (`SocketAddr` is the
-/// widest): a safe size for a receive buffer.
+/// The longest datagram for a `SocketAddr` node, which is also enough for
+/// every other built-in address type except byte arrays longer than 20 bytes
+/// (size buffers for those with [`Address::MAX_MESSAGE_LEN`](crate::Address::MAX_MESSAGE_LEN)).
 pub const MAX_MESSAGE_LEN: usize = <core::net::SocketAddr as crate::Address>::MAX_MESSAGE_LEN;
