@@ -1,5 +1,5 @@
 //! A point-to-point serial link: datagrams over any byte stream that
-//! implements [`embedded_io::Read`], [`Write`](embedded_io::Write) and
+//! implements [`embedded_io::Read`], [`embedded_io::Write`] and
 //! [`ReadReady`] (a UART, a USB CDC port, a pipe). No allocation, no `std`.
 //!
 //! # Framing
