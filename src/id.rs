@@ -16,15 +16,60 @@ pub const KEY_LEN: usize = 32;
 pub const KEY_BITS: usize = KEY_LEN * 8;
 
 /// A 256-bit identifier: a node id or a record key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Ordered as a 256-bit big-endian integer.
+#[derive(Clone, Copy, Eq, Serialize, Deserialize)]
 pub struct Key(pub [u8; KEY_LEN]);
 
 /// A key used as a node's identity.
 pub type NodeId = Key;
 
 /// The XOR distance between two keys, ordered as a 256-bit big-endian integer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct Distance(pub [u8; KEY_LEN]);
+
+/// The four big-endian 64-bit words of 32 bytes, most significant first.
+#[inline]
+fn words(b: &[u8; KEY_LEN]) -> [u64; 4] {
+    core::array::from_fn(|i| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    })
+}
+
+// Comparisons by 64-bit words: the same order as the byte arrays' (big-endian
+// lexicographic), without a call to `memcmp`. Lookups and routing tables
+// compare keys and distances in their innermost loops.
+macro_rules! word_order {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                words(&self.0) == words(&other.0)
+            }
+        }
+        impl Ord for $t {
+            #[inline]
+            fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+                words(&self.0).cmp(&words(&other.0))
+            }
+        }
+        impl core::hash::Hash for $t {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
+        impl PartialOrd for $t {
+            #[inline]
+            fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+word_order!(Key);
+word_order!(Distance);
 
 impl Key {
     /// The all-zero key.
@@ -201,6 +246,16 @@ mod tests {
             prop_assert_eq!(a.distance(&b), b.distance(&a));
             // XOR "triangle": d(a,c) = d(a,b) xor d(b,c); unique nearest: d(a,b)=d(a,c) implies b=c.
             if a.distance(&b) == a.distance(&c) { prop_assert_eq!(b, c); }
+        }
+
+        #[test]
+        fn order_matches_bytes(a in key(), b in key(), same in any::<bool>()) {
+            let b = if same { a } else { b };
+            prop_assert_eq!(a.cmp(&b), a.0.cmp(&b.0));
+            prop_assert_eq!(a == b, a.0 == b.0);
+            let (x, y) = (a.distance(&Key::ZERO), b.distance(&Key::ZERO));
+            prop_assert_eq!(x.cmp(&y), x.0.cmp(&y.0));
+            prop_assert_eq!(x == y, x.0 == y.0);
         }
 
         #[test]

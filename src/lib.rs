@@ -111,6 +111,9 @@ pub mod peer;
 pub mod query;
 pub mod rng;
 pub mod routing;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
 pub mod store;
 pub mod time;
 pub mod transport;

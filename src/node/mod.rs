@@ -462,6 +462,49 @@ impl<
         self.run_maintenance(now);
     }
 
+    /// The network reported that `addr` refused a datagram (an ICMP "port
+    /// unreachable", a refused connection, a link known to be down). Every
+    /// request already sent to `addr` and still unanswered fails now, through
+    /// the same path as a timeout, so that lookups move on at once instead of
+    /// waiting for `request_timeout`. Liveness probes are left to time out.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: &A) {
+        self.advance_clock(now);
+        let now = self.now;
+        let mut due = false;
+        for l in self.lookups.iter_mut() {
+            for c in l.candidates.iter_mut() {
+                if c.peer.addr != *addr {
+                    continue;
+                }
+                match &mut c.state {
+                    CandidateState::InFlight {
+                        deadline,
+                        sent: true,
+                        ..
+                    }
+                    | CandidateState::Storing {
+                        deadline,
+                        sent: true,
+                        ..
+                    } if *deadline > now => {
+                        *deadline = now;
+                        due = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for s in self.seeds.iter_mut() {
+            if s.sent && s.addr == *addr && s.deadline > now {
+                s.deadline = now;
+                due = true;
+            }
+        }
+        if due {
+            self.handle_timeout(now);
+        }
+    }
+
     // ----- commands -----
 
     /// Joins the network: pings `seeds` (at most [`MAX_SEEDS`]), looks up this

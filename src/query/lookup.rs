@@ -212,13 +212,22 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     /// A full list drops its farthest entry that is not in flight, but only
     /// for a closer newcomer.
     pub(crate) fn offer(&mut self, peer: Peer<A>, local: &NodeId, referrer: u32) -> bool {
-        if peer.id == *local || self.candidates.iter().any(|c| c.peer.id == peer.id) {
+        if peer.id == *local {
             return false;
         }
         let d = peer.id.distance(&self.target);
         let pos = self
             .candidates
             .partition_point(|c| c.peer.id.distance(&self.target) < d);
+        // Each id has its own distance to the target, so a peer already
+        // listed sits exactly at `pos`: no scan of the list is needed.
+        if self
+            .candidates
+            .get(pos)
+            .is_some_and(|c| c.peer.id == peer.id)
+        {
+            return false;
+        }
         if self.candidates.is_full() {
             let victim = self.candidates.iter().rposition(|c| {
                 !matches!(

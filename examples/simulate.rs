@@ -1,0 +1,453 @@
+//! The microkad simulator on the command line: build a network of real nodes
+//! (from global knowledge or through the protocol's own bootstrap), then run
+//! lookups, provide values and retrieve them, with loss, delay and churn, and
+//! print a py-dht-style benchmark summary.
+//!
+//! ```text
+//! cargo run --release --features sim --example simulate
+//! cargo run --release --features sim --example simulate -- --k 20 --nodes 2000 --alpha 1
+//! cargo run --release --features sim --example simulate -- --init protocol --nodes 100000 --lookups 10000
+//! cargo run --release --features sim --example simulate -- --help
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant as WallClock;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use microkad::config::Maintenance;
+use microkad::sim::{
+    Churn, NetSummary, OpKind, OpRecord, OpSummary, Progress, SimConfig, Simulator,
+};
+use microkad::{Config, Duration, MemoryStore, Store};
+
+/// How the routing tables are filled before the experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Init {
+    /// From global knowledge: each bucket gets the k closest nodes in its range.
+    Global,
+    /// Through the protocol: every node joins through seeds, no global knowledge.
+    Protocol,
+}
+
+/// How nodes keep their tables and records current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// None (like py-dht): tables change only through traffic.
+    Off,
+    /// Classic Kademlia: bucket refresh and record republish timers.
+    Periodic,
+    /// Periodic, plus down-lists (dead contacts reported to who gave them).
+    DownList,
+    /// MaidSafe managed connections: keepalives every γ, dead after δ misses.
+    Managed,
+}
+
+/// The node's compile-time capacities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// The library's defaults: 20 buckets, 3 lookups at once, 12 candidates
+    /// (2k for k > 4), a store of 32 records of up to 64 bytes.
+    Standard,
+    /// For a million nodes: 20 buckets, 1 lookup at once, 8 candidates (2k
+    /// for k > 4), a store of 4 records of up to 32 bytes. k up to 8.
+    Compact,
+}
+
+/// Simulate a microkad (Kademlia) network of real nodes on a virtual clock.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Nodes in the network.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Bucket size k (one of 2, 3, 4, 8, 16, 20).
+    #[arg(long, default_value_t = 4)]
+    k: usize,
+    /// α: concurrent requests per lookup (py-dht's `a`).
+    #[arg(long, default_value_t = 3)]
+    alpha: u8,
+    /// β: answers a round waits for (default: α).
+    #[arg(long)]
+    beta: Option<u8>,
+    /// b: contacts a reply carries and a lookup returns (default: k).
+    #[arg(long)]
+    b: Option<u8>,
+    /// Rounds without a closer node before a lookup stops (py-dht's `steptostop`).
+    #[arg(long, default_value_t = 3)]
+    step_to_stop: u8,
+    /// Nodes a value is stored on (default: b).
+    #[arg(long)]
+    replicas: Option<u8>,
+    /// Lookups (find_node of random keys from random nodes).
+    #[arg(long, default_value_t = 1_000)]
+    lookups: usize,
+    /// Values provided (put) and then retrieved (get).
+    #[arg(long, default_value_t = 1_000)]
+    values: usize,
+    /// Length of each value in bytes.
+    #[arg(long, default_value_t = 32)]
+    value_size: usize,
+    /// Virtual milliseconds between the starts of two operations.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    /// How routing tables are filled.
+    #[arg(long, value_enum, default_value_t = Init::Global)]
+    init: Init,
+    /// With --init protocol: nodes joining at once (a wave starts when the last ended).
+    #[arg(long, default_value_t = 1)]
+    wave: usize,
+    /// Seeds each joining node is given (random nodes already in).
+    #[arg(long, default_value_t = 1)]
+    join_seeds: usize,
+    /// Probability that a datagram fails (py-dht's error rate, per datagram).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Share of failures that are fast (refused at once, like an ICMP port
+    /// unreachable); the rest are slow (silently lost, found by timeout).
+    #[arg(long, default_value_t = 0.0)]
+    fast_share: f64,
+    /// Shortest one-way delay, ms.
+    #[arg(long, default_value_t = 10)]
+    delay_min: u64,
+    /// Longest one-way delay, ms (uniform per datagram).
+    #[arg(long, default_value_t = 100)]
+    delay_max: u64,
+    /// Time to wait for one answer, ms.
+    #[arg(long, default_value_t = 2_000)]
+    request_timeout: u64,
+    /// Deadline of a whole lookup, ms.
+    #[arg(long, default_value_t = 30_000)]
+    lookup_timeout: u64,
+    /// Unanswered requests in a row before a contact is dropped.
+    #[arg(long, default_value_t = 2)]
+    max_failures: u8,
+    /// Crashes per virtual second (during lookups, provides and retrieves).
+    #[arg(long, default_value_t = 0.0)]
+    crash_rate: f64,
+    /// Graceful leaves (a LEAVE to every contact) per virtual second.
+    #[arg(long, default_value_t = 0.0)]
+    leave_rate: f64,
+    /// Joins per virtual second.
+    #[arg(long, default_value_t = 0.0)]
+    join_rate: f64,
+    /// Background maintenance of tables and records.
+    #[arg(long, value_enum, default_value_t = Mode::Off)]
+    maintenance: Mode,
+    /// Managed mode: γ, the keepalive interval, ms.
+    #[arg(long, default_value_t = 2_000)]
+    keepalive: u64,
+    /// Managed mode: δ, unanswered keepalives in a row that declare a contact dead.
+    #[arg(long, default_value_t = 3)]
+    max_missed: u8,
+    /// Periodic and down-list modes: bucket refresh interval, s.
+    #[arg(long, default_value_t = 3_600)]
+    refresh: u64,
+    /// Periodic and down-list modes: record republish interval, s.
+    #[arg(long, default_value_t = 3_600)]
+    republish: u64,
+    /// Network id (py-dht's networkid).
+    #[arg(long, default_value_t = 1)]
+    network_id: u32,
+    /// Seed of the whole run: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Node capacities.
+    #[arg(long, value_enum, default_value_t = Profile::Standard)]
+    profile: Profile,
+    /// Write one CSV row per operation (lookups, puts, gets, joins) to this file.
+    #[arg(long)]
+    csv: Option<String>,
+    /// Worker threads for global initialisation (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Never draw progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// A progress bar that appears only once its phase has run for a second.
+struct PhaseBar {
+    bar: ProgressBar,
+    start: WallClock,
+    shown: AtomicBool,
+    enabled: bool,
+}
+
+impl PhaseBar {
+    fn new(name: &str, enabled: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})",
+            )
+            .expect("valid template"),
+        );
+        bar.set_message(name.to_string());
+        PhaseBar {
+            bar,
+            start: WallClock::now(),
+            shown: AtomicBool::new(false),
+            enabled,
+        }
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for PhaseBar {
+    fn update(&self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        if self.enabled
+            && !self.shown.load(Ordering::Relaxed)
+            && self.start.elapsed().as_secs_f64() > 1.0
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .expect("thread pool");
+    }
+    use Profile::*;
+    let ok = match (args.profile, args.k) {
+        (Standard, 2) => run::<MemoryStore<32, 64>, 2, 20, 3, 12>(&args),
+        (Standard, 3) => run::<MemoryStore<32, 64>, 3, 20, 3, 12>(&args),
+        (Standard, 4) => run::<MemoryStore<32, 64>, 4, 20, 3, 12>(&args),
+        (Standard, 8) => run::<MemoryStore<32, 64>, 8, 20, 3, 16>(&args),
+        (Standard, 16) => run::<MemoryStore<32, 64>, 16, 20, 3, 32>(&args),
+        (Standard, 20) => run::<MemoryStore<32, 64>, 20, 20, 3, 40>(&args),
+        (Compact, 2) => run::<MemoryStore<4, 32>, 2, 20, 1, 8>(&args),
+        (Compact, 3) => run::<MemoryStore<4, 32>, 3, 20, 1, 8>(&args),
+        (Compact, 4) => run::<MemoryStore<4, 32>, 4, 20, 1, 8>(&args),
+        (Compact, 8) => run::<MemoryStore<4, 32>, 8, 20, 1, 16>(&args),
+        (p, k) => {
+            eprintln!(
+                "unsupported k = {k} for the {p:?} profile: use 2, 3, 4, 8 (compact), or 16, 20 (standard)"
+            );
+            false
+        }
+    };
+    if !ok {
+        std::process::exit(2);
+    }
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn print_phase(name: &str, wall: f64, records: &[OpRecord]) {
+    let s = OpSummary::of(records);
+    println!("-- phase: {name} --");
+    println!("rounds          : {}", s.count);
+    println!("failed rounds   : {}", s.failed);
+    println!(
+        "wall time (s)   : {wall:.4} ({:.2} us per op)",
+        wall * 1e6 / s.count.max(1) as f64
+    );
+    if s.count == 0 {
+        return;
+    }
+    println!("latency (ms)    : {:.1}", s.latency_ms);
+    println!("hops            : {:.2}", s.hops);
+    println!("requests        : {:.2}", s.requests);
+    println!("timeouts        : {:.2}", s.timeouts);
+    if s.accuracy.count > 0 {
+        println!(
+            "accuracy        : {:.3}  (exactly 1 in {}/{})",
+            s.accuracy, s.exact, s.accuracy.count
+        );
+    }
+}
+
+fn run<S, const K: usize, const B: usize, const L: usize, const C: usize>(args: &Args) -> bool
+where
+    S: Store + Default + Send,
+{
+    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
+    let node = Config {
+        network_id: args.network_id,
+        alpha: args.alpha.max(1),
+        beta: args.beta.unwrap_or(args.alpha).max(1),
+        closest: b,
+        step_to_stop: args.step_to_stop,
+        request_timeout: Duration::from_millis(args.request_timeout),
+        lookup_timeout: Duration::from_millis(args.lookup_timeout),
+        replicas: args.replicas.unwrap_or(b),
+        max_failures: args.max_failures,
+        maintenance: match args.maintenance {
+            Mode::Off => Maintenance::Off,
+            Mode::Periodic => Maintenance::Periodic {
+                refresh_interval: Duration::from_secs(args.refresh),
+                republish_interval: Duration::from_secs(args.republish),
+            },
+            Mode::DownList => Maintenance::DownList {
+                refresh_interval: Duration::from_secs(args.refresh),
+                republish_interval: Duration::from_secs(args.republish),
+            },
+            Mode::Managed => Maintenance::Managed {
+                keepalive_interval: Duration::from_millis(args.keepalive),
+                max_missed: args.max_missed,
+            },
+        },
+        ..Config::default()
+    };
+    let cfg = SimConfig {
+        seed: args.seed,
+        node,
+        loss: args.loss,
+        fast_share: args.fast_share,
+        delay_min: args.delay_min,
+        delay_max: args.delay_max.max(args.delay_min),
+        churn: Churn::default(),
+        join_seeds: args.join_seeds,
+    };
+    let churn = Churn {
+        crash_per_sec: args.crash_rate,
+        leave_per_sec: args.leave_rate,
+        join_per_sec: args.join_rate,
+    };
+    println!(
+        "microkad simulator: {} nodes, k={K}, alpha={}, beta={}, b={b}, init={:?}, loss={}% ({}% of it fast), delay {}-{} ms, seed {}",
+        args.nodes,
+        cfg.node.alpha,
+        cfg.node.beta,
+        args.init,
+        args.loss * 100.0,
+        args.fast_share * 100.0,
+        cfg.delay_min,
+        cfg.delay_max,
+        args.seed
+    );
+    let node_size = Simulator::<S, K, B, L, C>::node_size();
+    println!(
+        "node            : {node_size} bytes (K={K}, B={B}, L={L}, C={C}, store {}), profile {:?}",
+        std::any::type_name::<S>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("?"),
+        args.profile
+    );
+    let progress = !args.no_progress;
+    let mut sim = Simulator::<S, K, B, L, C>::new(cfg);
+
+    // Phase 1: build the network.
+    let bar = PhaseBar::new("init", progress);
+    let t = WallClock::now();
+    match args.init {
+        Init::Global => sim.init_global(args.nodes, &bar),
+        Init::Protocol => sim.init_protocol(args.nodes, args.wave, &bar),
+    }
+    let init_wall = t.elapsed().as_secs_f64();
+    bar.finish();
+    println!();
+    match args.init {
+        Init::Global => {
+            println!("-- phase: init (global knowledge) --");
+            println!("nodes           : {}", sim.live_count());
+            println!("wall time (s)   : {init_wall:.4}");
+        }
+        Init::Protocol => {
+            let joins: Vec<OpRecord> = sim
+                .ops()
+                .iter()
+                .filter(|r| r.kind == OpKind::Join)
+                .cloned()
+                .collect();
+            print_phase("init (bootstrap through the protocol)", init_wall, &joins);
+            println!(
+                "table size      : {:.1}",
+                microkad::sim::Dist::of(joins.iter().map(|r| r.returned as f64))
+            );
+        }
+    }
+    let after_init: NetSummary = sim.summary();
+    if churn.is_active() {
+        sim.set_churn(churn);
+    }
+    let interval = Duration::from_millis(args.interval);
+
+    // Phase 2: lookups.
+    let bar = PhaseBar::new("lookups", progress);
+    let t = WallClock::now();
+    let lookups = sim.plan_lookups(args.lookups, interval);
+    sim.run_until_done(&bar);
+    let wall = t.elapsed().as_secs_f64();
+    bar.finish();
+    print_phase("lookups (find_node)", wall, &sim.ops()[lookups]);
+
+    // Phase 3: provide.
+    let bar = PhaseBar::new("provide", progress);
+    let t = WallClock::now();
+    let first = sim.ops().len();
+    let keys = sim.plan_puts(args.values, args.value_size, interval);
+    sim.run_until_done(&bar);
+    let wall = t.elapsed().as_secs_f64();
+    bar.finish();
+    let puts = first..sim.ops().len();
+    print_phase("provide (put)", wall, &sim.ops()[puts.clone()]);
+    let stored = microkad::sim::Dist::of(sim.ops()[puts].iter().map(|r| r.returned as f64));
+    if stored.count > 0 {
+        println!("replicas stored : {stored:.2}");
+    }
+
+    // Phase 4: retrieve.
+    let bar = PhaseBar::new("retrieve", progress);
+    let t = WallClock::now();
+    let gets = sim.plan_gets(&keys, interval);
+    sim.run_until_done(&bar);
+    let wall = t.elapsed().as_secs_f64();
+    bar.finish();
+    print_phase("retrieve (get)", wall, &sim.ops()[gets]);
+
+    let summary = sim.summary();
+    println!("-- network --");
+    println!("{summary}");
+    if args.init == Init::Protocol {
+        println!(
+            "of which init   : {} datagrams, {} bytes",
+            after_init.sent, after_init.bytes_sent
+        );
+    }
+    if let Some(rss) = peak_rss_bytes() {
+        println!(
+            "peak memory     : {:.1} MiB (VmHWM), {:.0} bytes per created node",
+            rss as f64 / (1 << 20) as f64,
+            rss as f64 / sim.node_count().max(1) as f64
+        );
+    }
+    if let Some(path) = &args.csv {
+        let result = File::create(path).and_then(|f| {
+            let mut w = BufWriter::new(f);
+            microkad::sim::write_csv(sim.ops(), &mut w)?;
+            w.flush()
+        });
+        match result {
+            Ok(()) => println!(
+                "csv             : {} rows written to {path}",
+                sim.ops().len()
+            ),
+            Err(e) => {
+                eprintln!("cannot write {path}: {e}");
+                return false;
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,1288 @@
+//! The simulated network: many nodes, one virtual clock, one event queue.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use rayon::prelude::*;
+
+use super::index::{KeyIndex, table_of};
+use super::report::{NetSummary, OpError, OpKind, OpRecord};
+use crate::config::{Config, Maintenance};
+use crate::event::Event;
+use crate::id::Key;
+use crate::node::{CommandError, Node};
+use crate::peer::{Address, Peer};
+use crate::query::QueryId;
+use crate::rng::Rng;
+use crate::store::{Record, Store, Ttl};
+use crate::time::{Duration, Instant};
+use crate::wire::MessageKind;
+
+/// A simulated node's address: its index in the simulator.
+pub type Addr = u32;
+
+/// The node type the simulator runs: a real [`Node`] addressed by [`Addr`].
+pub type SimNode<
+    S,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize = 0,
+> = Node<Addr, S, K, B, L, C, I>;
+
+/// Parameters of the simulated network (py-dht's `DHTNetwork` parameters and
+/// more).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of every random choice: the same seed gives the same run.
+    pub seed: u64,
+    /// Every node's protocol parameters. Its `network_id` is py-dht's
+    /// `networkid`. The default turns background maintenance off, as in
+    /// py-dht; set `node.maintenance` to compare the modes.
+    pub node: Config,
+    /// Probability that a datagram fails (py-dht's `errorrate`, per datagram
+    /// rather than per connection: a request/response exchange then fails
+    /// with probability `1 - (1 - loss)²`).
+    pub loss: f64,
+    /// Share of failures that are fast: the sender is told at once that the
+    /// destination refused the datagram (an ICMP "port unreachable") and its
+    /// request fails immediately. The rest are slow: the datagram vanishes
+    /// and the request fails only when it times out.
+    pub fast_share: f64,
+    /// Shortest one-way delay of a datagram, in milliseconds.
+    pub delay_min: u64,
+    /// Longest one-way delay (each datagram draws uniformly from the range).
+    pub delay_max: u64,
+    /// Crashes, leaves and joins while the network runs.
+    pub churn: Churn,
+    /// Contacts each joining node is given as seeds.
+    pub join_seeds: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            node: Config {
+                network_id: 1,
+                maintenance: Maintenance::Off,
+                ..Config::default()
+            },
+            loss: 0.0,
+            fast_share: 0.0,
+            delay_min: 10,
+            delay_max: 100,
+            churn: Churn::default(),
+            join_seeds: 1,
+        }
+    }
+}
+
+/// Churn rates: events per second of virtual time across the whole network,
+/// each a Poisson process.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Churn {
+    /// A random live node crashes: it stops at once, silently.
+    pub crash_per_sec: f64,
+    /// A random live node leaves gracefully (see [`Simulator::leave`]).
+    pub leave_per_sec: f64,
+    /// A new node joins through `join_seeds` random live nodes.
+    pub join_per_sec: f64,
+}
+
+impl Churn {
+    /// Whether any churn is configured.
+    pub fn is_active(&self) -> bool {
+        self.crash_per_sec > 0.0 || self.leave_per_sec > 0.0 || self.join_per_sec > 0.0
+    }
+}
+
+/// Progress of a long phase, reported as `(done, total)`; may be called from
+/// several threads at once.
+pub trait Progress: Sync {
+    /// Reports that `done` of `total` steps are finished.
+    fn update(&self, done: u64, total: u64);
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: u64) {}
+}
+
+impl<F: Fn(u64, u64) + Sync> Progress for F {
+    fn update(&self, done: u64, total: u64) {
+        self(done, total)
+    }
+}
+
+/// An operation to start at a given virtual time.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `find_node(target)` on `node`, or on a random live node.
+    FindNode {
+        /// The node, or `None` for a random live one.
+        node: Option<Addr>,
+        /// The key looked up.
+        target: Key,
+    },
+    /// `get(key)`; the value found is checked against [`value_for`].
+    Get {
+        /// The node, or `None` for a random live one.
+        node: Option<Addr>,
+        /// The key.
+        key: Key,
+    },
+    /// `put` of the record `key` → [`value_for`]`(key, len)`.
+    Put {
+        /// The node, or `None` for a random live one.
+        node: Option<Addr>,
+        /// The key.
+        key: Key,
+        /// The value's length.
+        len: usize,
+    },
+    /// `bootstrap` of a node (created by [`Simulator::add_node`]) through
+    /// `SimConfig::join_seeds` random live nodes.
+    Join {
+        /// The joining node.
+        node: Addr,
+    },
+}
+
+/// The value the simulator stores under `key`: `len` bytes derived from it,
+/// so that a retrieved value can be checked without remembering it.
+pub fn value_for(key: &Key, len: usize) -> Vec<u8> {
+    key.0.iter().copied().cycle().take(len).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    /// A datagram arrives (it sits in the packet pool).
+    Deliver { from: Addr, to: Addr, packet: u32 },
+    /// `to` refused a datagram from `from`: `from` hears of it.
+    Refused { from: Addr, to: Addr },
+    /// A node's timer.
+    Timer(Addr),
+    /// An operation's start.
+    Start(u32),
+    /// A churn event of the given epoch (see `set_churn`).
+    Churn(ChurnKind, u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChurnKind {
+    Crash,
+    Leave,
+    Join,
+}
+
+/// An entry of the event queue, ordered by time then by sequence number, so
+/// that ties resolve the same way in every run.
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap is a max-heap: the earliest entry must compare greatest.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Datagrams in flight, in one growable arena of fixed-size slots.
+struct PacketPool {
+    data: Vec<u8>,
+    lens: Vec<u16>,
+    free: Vec<u32>,
+}
+
+const SLOT: usize = <Addr as Address>::MAX_MESSAGE_LEN;
+
+impl PacketPool {
+    fn new() -> Self {
+        PacketPool {
+            data: Vec::new(),
+            lens: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn alloc(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = self.lens.len() as u32;
+                self.lens.push(0);
+                self.data.resize(self.data.len() + SLOT, 0);
+                i
+            }
+        }
+    }
+
+    fn buf_mut(&mut self, i: u32) -> &mut [u8] {
+        let s = i as usize * SLOT;
+        &mut self.data[s..s + SLOT]
+    }
+
+    fn get(&self, i: u32) -> &[u8] {
+        let s = i as usize * SLOT;
+        &self.data[s..s + self.lens[i as usize] as usize]
+    }
+
+    fn release(&mut self, i: u32) {
+        self.free.push(i);
+    }
+}
+
+/// The parts of the simulator a node's output touches: queue, loss, counters.
+struct Wire {
+    /// Datagrams and timers.
+    queue: BinaryHeap<Scheduled>,
+    /// Operation starts and churn, kept apart so that a long schedule of
+    /// operations does not slow down every datagram.
+    agenda: BinaryHeap<Scheduled>,
+    seq: u64,
+    packets: PacketPool,
+    rng: Rng,
+    loss: f64,
+    fast_share: f64,
+    delay_min: u64,
+    delay_span: u64,
+    /// Offset of the message-type byte in every datagram.
+    kind_offset: usize,
+    summary: NetSummary,
+}
+
+impl Wire {
+    fn push(&mut self, at: u64, action: Action) {
+        self.seq += 1;
+        let entry = Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        };
+        match action {
+            Action::Start(_) | Action::Churn(..) => self.agenda.push(entry),
+            _ => self.queue.push(entry),
+        }
+    }
+
+    /// The earliest entry of either queue.
+    fn pop(&mut self) -> Option<Scheduled> {
+        match (self.queue.peek(), self.agenda.peek()) {
+            // `Scheduled` orders the earliest entry greatest.
+            (Some(q), Some(a)) if a > q => self.agenda.pop(),
+            (Some(_), _) => self.queue.pop(),
+            (None, _) => self.agenda.pop(),
+        }
+    }
+
+    /// When the earliest entry is due.
+    fn next_at(&self) -> Option<u64> {
+        match (self.queue.peek(), self.agenda.peek()) {
+            (Some(q), Some(a)) => Some(q.at.min(a.at)),
+            (q, a) => q.or(a).map(|e| e.at),
+        }
+    }
+
+    /// A datagram leaves `from` at `now`: count it, then lose, refuse or
+    /// schedule it.
+    fn send(&mut self, now: u64, from: Addr, to: Addr, packet: u32, len: usize) {
+        self.packets.lens[packet as usize] = len as u16;
+        let s = &mut self.summary;
+        s.sent += 1;
+        s.bytes_sent += len as u64;
+        let kind = self.packets.get(packet).get(self.kind_offset).copied();
+        if let Some(k) = kind {
+            let k = k as usize;
+            if s.per_kind.len() <= k {
+                s.per_kind.resize(k + 1, (0, 0));
+            }
+            s.per_kind[k].0 += 1;
+            s.per_kind[k].1 += len as u64;
+        }
+        if self.loss > 0.0 && unit(&mut self.rng) < self.loss {
+            self.packets.release(packet);
+            if self.fast_share > 0.0 && unit(&mut self.rng) < self.fast_share {
+                self.summary.refused += 1;
+                self.push(now, Action::Refused { from, to });
+            } else {
+                self.summary.lost += 1;
+            }
+            return;
+        }
+        let delay = self.delay_min + self.rng.below(self.delay_span + 1);
+        self.push(now + delay, Action::Deliver { from, to, packet });
+    }
+}
+
+/// A uniform draw from `[0, 1)`.
+fn unit(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit function of `seed` and `i`.
+fn mix(seed: u64, salt: u64, i: u64) -> u64 {
+    let mut z =
+        seed ^ salt.wrapping_mul(0xA24B_AED4_963E_E407) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const SALT_ID: u64 = 1;
+const SALT_NODE: u64 = 2;
+const SALT_NET: u64 = 3;
+const SALT_WORK: u64 = 4;
+const SALT_CHURN: u64 = 5;
+
+/// A set of node addresses with O(1) insert, remove and random pick.
+#[derive(Default)]
+struct AddrSet {
+    items: Vec<Addr>,
+    pos: Vec<u32>,
+}
+
+impl AddrSet {
+    fn insert(&mut self, a: Addr) {
+        let i = a as usize;
+        if self.pos.len() <= i {
+            self.pos.resize(i + 1, u32::MAX);
+        }
+        if self.pos[i] == u32::MAX {
+            self.pos[i] = self.items.len() as u32;
+            self.items.push(a);
+        }
+    }
+
+    fn remove(&mut self, a: Addr) {
+        let Some(&p) = self.pos.get(a as usize) else {
+            return;
+        };
+        if p == u32::MAX {
+            return;
+        }
+        let last = *self.items.last().expect("non-empty");
+        self.items.swap_remove(p as usize);
+        if last != a {
+            self.pos[last as usize] = p;
+        }
+        self.pos[a as usize] = u32::MAX;
+    }
+
+    fn pick(&self, rng: &mut Rng) -> Option<Addr> {
+        if self.items.is_empty() {
+            None
+        } else {
+            Some(self.items[rng.below(self.items.len() as u64) as usize])
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Many [`Node`]s on a virtual clock.
+///
+/// Nodes are driven only through their public sans-IO API: every datagram a
+/// node emits is encoded by it, carried through the event queue (with loss
+/// and delay drawn from the seeded generator), and decoded by its receiver.
+/// Time jumps from one event to the next; ties are broken by the order in
+/// which events were scheduled, so a run is a pure function of its seed and
+/// parameters.
+///
+/// The const generics are the node's capacities: `K` (bucket size), `B`
+/// (buckets), `L` (concurrent lookups), `C` (candidates per lookup); `S` is
+/// its record store.
+pub struct Simulator<
+    S,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize = 0,
+> where
+    S: Store + Default + Send,
+{
+    cfg: SimConfig,
+    now: Instant,
+    nodes: Vec<Option<Box<SimNode<S, K, B, L, C, I>>>>,
+    ids: Vec<Key>,
+    /// Alive nodes that have joined (or were initialised globally): where
+    /// operations run and where joins find their seeds.
+    live: AddrSet,
+    /// Every alive node, joined or joining, by id: the ground truth.
+    index: KeyIndex,
+    /// The timer each node has in the queue (`u64::MAX`: none).
+    timers: Vec<u64>,
+    wire: Wire,
+    work_rng: Rng,
+    churn_rng: Rng,
+    ops: Vec<OpRecord>,
+    planned: Vec<Option<Op>>,
+    /// Operations running on a node: (node, query) → op index.
+    running: HashMap<(Addr, u32), u32>,
+    /// Operations scheduled or running.
+    open: usize,
+    /// Bumped by `set_churn`: churn events of older epochs are ignored.
+    churn_epoch: u32,
+    /// Sum of the metrics of nodes that are gone.
+    gone_timeouts: u64,
+    scratch_events: Vec<Event<Addr, K>>,
+    scratch_truth: Vec<u32>,
+}
+
+impl<S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>
+    Simulator<S, K, B, L, C, I>
+where
+    S: Store + Default + Send,
+{
+    /// An empty network.
+    pub fn new(cfg: SimConfig) -> Self {
+        let network = cfg.node.network_id;
+        // version byte, network varint, 4-byte txid, 32-byte sender id.
+        let varint = (32 - network.leading_zeros()).div_ceil(7).max(1) as usize;
+        let seed = cfg.seed;
+        let mut sim = Simulator {
+            now: Instant::ZERO,
+            nodes: Vec::new(),
+            ids: Vec::new(),
+            live: AddrSet::default(),
+            index: KeyIndex::default(),
+            timers: Vec::new(),
+            wire: Wire {
+                queue: BinaryHeap::new(),
+                agenda: BinaryHeap::new(),
+                seq: 0,
+                packets: PacketPool::new(),
+                rng: Rng::new(mix(seed, SALT_NET, 0)),
+                loss: cfg.loss.clamp(0.0, 1.0),
+                fast_share: cfg.fast_share.clamp(0.0, 1.0),
+                delay_min: cfg.delay_min,
+                delay_span: cfg.delay_max.saturating_sub(cfg.delay_min),
+                kind_offset: 1 + varint + 4 + 32,
+                summary: NetSummary::default(),
+            },
+            work_rng: Rng::new(mix(seed, SALT_WORK, 0)),
+            churn_rng: Rng::new(mix(seed, SALT_CHURN, 0)),
+            ops: Vec::new(),
+            planned: Vec::new(),
+            running: HashMap::new(),
+            open: 0,
+            churn_epoch: 0,
+            gone_timeouts: 0,
+            scratch_events: Vec::new(),
+            scratch_truth: Vec::new(),
+            cfg,
+        };
+        sim.schedule_churn(ChurnKind::Crash);
+        sim.schedule_churn(ChurnKind::Leave);
+        sim.schedule_churn(ChurnKind::Join);
+        sim
+    }
+
+    // ----- getters -----
+
+    /// The parameters.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Nodes ever created (dead ones included): addresses are `0..len`.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Live nodes that have joined.
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Node `addr`, if alive.
+    pub fn node(&self, addr: Addr) -> Option<&SimNode<S, K, B, L, C, I>> {
+        self.nodes.get(addr as usize)?.as_deref()
+    }
+
+    /// Node `addr`, mutably, if alive. After a command on it, call
+    /// [`Simulator::flush`] so that its output enters the network.
+    pub fn node_mut(&mut self, addr: Addr) -> Option<&mut SimNode<S, K, B, L, C, I>> {
+        self.nodes.get_mut(addr as usize)?.as_deref_mut()
+    }
+
+    /// The id of node `addr` (dead or alive).
+    pub fn id_of(&self, addr: Addr) -> Key {
+        self.ids[addr as usize]
+    }
+
+    /// Whether node `addr` is alive.
+    pub fn is_alive(&self, addr: Addr) -> bool {
+        self.node(addr).is_some()
+    }
+
+    /// Every operation so far, in the order they were scheduled.
+    pub fn ops(&self) -> &[OpRecord] {
+        &self.ops
+    }
+
+    /// The `n` alive nodes closest to `target` (global knowledge), closest
+    /// first.
+    pub fn true_closest(&self, target: &Key, n: usize) -> Vec<Addr> {
+        let mut out = Vec::new();
+        self.index.closest(target, n, &mut out);
+        out
+    }
+
+    /// Routing-table entries, over all live nodes, that name a dead node.
+    pub fn stale_contacts(&self) -> usize {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| {
+                n.routing_table()
+                    .iter()
+                    .filter(|c| !self.is_alive(c.peer.addr))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Traffic so far.
+    pub fn summary(&self) -> NetSummary {
+        let mut s = self.wire.summary.clone();
+        s.nodes_created = self.nodes.len() as u64;
+        s.nodes_alive = self.nodes.iter().filter(|n| n.is_some()).count() as u64;
+        s.exchanges_failed = self.gone_timeouts
+            + self
+                .nodes
+                .iter()
+                .flatten()
+                .map(|n| n.metrics().timeouts)
+                .sum::<u64>();
+        s.now = self.now;
+        s
+    }
+
+    /// Bytes of one simulated node's state (`size_of` of the node type).
+    pub const fn node_size() -> usize {
+        core::mem::size_of::<SimNode<S, K, B, L, C, I>>()
+    }
+
+    // ----- building the network -----
+
+    fn new_node(
+        cfg: &Config,
+        seed: u64,
+        addr: Addr,
+        now: Instant,
+    ) -> (Key, Box<SimNode<S, K, B, L, C, I>>) {
+        let id = Key::random(&mut Rng::new(mix(seed, SALT_ID, addr as u64)));
+        let node = Box::new(SimNode::new(
+            cfg.clone(),
+            id,
+            mix(seed, SALT_NODE, addr as u64),
+            now,
+        ));
+        (id, node)
+    }
+
+    /// py-dht's `add_new_node`: creates a node (with an id drawn from the
+    /// seed) that knows nobody; start its [`Op::Join`] to bring it in.
+    pub fn add_node(&mut self) -> Addr {
+        let addr = self.nodes.len() as Addr;
+        let (id, node) = Self::new_node(&self.cfg.node, self.cfg.seed, addr, self.now);
+        self.nodes.push(Some(node));
+        self.ids.push(id);
+        self.timers.push(u64::MAX);
+        self.index.insert(id, addr);
+        addr
+    }
+
+    /// py-dht's `init_with_random_peers`, from global knowledge: creates `n`
+    /// nodes and gives every routing table, for each bucket, the `K` nodes
+    /// closest to its owner in that bucket's range. Runs on every core.
+    /// Nodes created before are kept but do not take part.
+    pub fn init_global(&mut self, n: usize, progress: &dyn Progress) {
+        let first = self.nodes.len();
+        let now = self.now;
+        let (cfg, seed) = (&self.cfg.node, self.cfg.seed);
+        let total = 3 * n as u64;
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let tick = |step: u64| {
+            let d = done.fetch_add(step, std::sync::atomic::Ordering::Relaxed) + step;
+            progress.update(d, total);
+        };
+        let mut fresh: Vec<(Key, Box<SimNode<S, K, B, L, C, I>>)> = Vec::new();
+        (first..first + n)
+            .into_par_iter()
+            .map(|a| {
+                if a % 4096 == 0 {
+                    tick(4096.min(n as u64));
+                }
+                Self::new_node(cfg, seed, a as Addr, now)
+            })
+            .collect_into_vec(&mut fresh);
+        let pairs: Vec<(Key, Addr)> = fresh
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, (first + i) as Addr))
+            .collect();
+        let sorted = KeyIndex::build(pairs);
+        tick(n as u64);
+        // Position of each new node in sorted order.
+        let mut pos_of = vec![0u32; n];
+        for p in 0..sorted.len() {
+            pos_of[sorted.node_at(p) as usize - first] = p as u32;
+        }
+        let keys = sorted.keys();
+        fresh
+            .par_iter_mut()
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (i, (_, node))| {
+                if i % 4096 == 0 {
+                    tick(4096.min(n as u64));
+                }
+                table_of(keys, pos_of[i] as usize, K, B, scratch, |_, j| {
+                    let peer = Peer::new(keys[j], sorted.node_at(j));
+                    node.add_contact(now, peer);
+                });
+            });
+        progress.update(total, total);
+        for (id, node) in fresh {
+            self.ids.push(id);
+            self.nodes.push(Some(node));
+            self.timers.push(u64::MAX);
+        }
+        for a in first..first + n {
+            self.live.insert(a as Addr);
+        }
+        if first == 0 {
+            self.index = sorted;
+        } else {
+            for a in first..first + n {
+                self.index.insert(self.ids[a], a as Addr);
+            }
+        }
+        // Global initialisation sends nothing, but honour the contract.
+        for a in first..first + n {
+            self.flush(a as Addr);
+        }
+    }
+
+    /// Builds the network through the protocol itself: a first node, then
+    /// `n - 1` nodes that each join through `SimConfig::join_seeds` random
+    /// nodes already in, `wave` at a time (a wave starts when the previous
+    /// one has finished). No global knowledge is used.
+    pub fn init_protocol(&mut self, n: usize, wave: usize, progress: &dyn Progress) {
+        if n == 0 {
+            return;
+        }
+        if self.live.len() == 0 {
+            let genesis = self.add_node();
+            self.live.insert(genesis);
+        }
+        let wave = wave.max(1);
+        let mut joined = 1;
+        while joined < n {
+            let batch = wave.min(n - joined);
+            for _ in 0..batch {
+                let node = self.add_node();
+                self.schedule(self.now, Op::Join { node });
+            }
+            self.run_until_done(&|done: u64, _| {
+                progress.update((joined as u64 + done).min(n as u64), n as u64)
+            });
+            joined += batch;
+            progress.update(joined as u64, n as u64);
+        }
+    }
+
+    // ----- operations -----
+
+    /// Schedules `op` to start at `at` (not before now); returns its index in
+    /// [`Simulator::ops`].
+    pub fn schedule(&mut self, at: Instant, op: Op) -> usize {
+        let at = at.max(self.now);
+        let (kind, node, target) = match &op {
+            Op::FindNode { node, target } => (OpKind::FindNode, *node, *target),
+            Op::Get { node, key } => (OpKind::Get, *node, *key),
+            Op::Put { node, key, .. } => (OpKind::Put, *node, *key),
+            Op::Join { node } => (OpKind::Join, Some(*node), self.ids[*node as usize]),
+        };
+        let index = self.ops.len();
+        self.ops
+            .push(OpRecord::new(kind, node.unwrap_or(u32::MAX), target, at));
+        self.planned.push(Some(op));
+        self.open += 1;
+        self.wire.push(at.as_millis(), Action::Start(index as u32));
+        index
+    }
+
+    /// Schedules `count` lookups of random keys from random live nodes, one
+    /// every `interval`, starting now; returns their op indices.
+    pub fn plan_lookups(&mut self, count: usize, interval: Duration) -> std::ops::Range<usize> {
+        let start = self.ops.len();
+        for i in 0..count {
+            let target = Key::random(&mut self.work_rng);
+            let at = self.now + interval.saturating_mul(i as u64);
+            self.schedule(at, Op::FindNode { node: None, target });
+        }
+        start..self.ops.len()
+    }
+
+    /// Schedules `count` puts of random keys with `len`-byte values from
+    /// random live nodes; returns the keys.
+    pub fn plan_puts(&mut self, count: usize, len: usize, interval: Duration) -> Vec<Key> {
+        let mut keys = Vec::with_capacity(count);
+        for i in 0..count {
+            let key = Key::random(&mut self.work_rng);
+            let at = self.now + interval.saturating_mul(i as u64);
+            self.schedule(
+                at,
+                Op::Put {
+                    node: None,
+                    key,
+                    len,
+                },
+            );
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// Schedules a get of each key from a random live node.
+    pub fn plan_gets(&mut self, keys: &[Key], interval: Duration) -> std::ops::Range<usize> {
+        let start = self.ops.len();
+        for (i, key) in keys.iter().enumerate() {
+            let at = self.now + interval.saturating_mul(i as u64);
+            self.schedule(
+                at,
+                Op::Get {
+                    node: None,
+                    key: *key,
+                },
+            );
+        }
+        start..self.ops.len()
+    }
+
+    fn start(&mut self, index: usize) {
+        let Some(op) = self.planned[index].take() else {
+            return;
+        };
+        let now = self.now;
+        // A random live node, trying others if its lookup slots are busy.
+        let pick = |sim: &mut Self, node: Option<Addr>, tries: &mut u32| -> Option<Addr> {
+            *tries += 1;
+            match node {
+                Some(a) if *tries == 1 => sim.is_alive(a).then_some(a),
+                Some(_) => None,
+                None if *tries <= 8 => sim.live.pick(&mut sim.work_rng),
+                None => None,
+            }
+        };
+        let mut tries = 0;
+        let result = loop {
+            let (addr, node) = match &op {
+                Op::Join { node } => (Some(*node), Some(*node)),
+                Op::FindNode { node, .. } | Op::Get { node, .. } | Op::Put { node, .. } => {
+                    (pick(self, *node, &mut tries), *node)
+                }
+            };
+            let Some(addr) = addr else {
+                break Err((node.unwrap_or(u32::MAX), OpError::NoNode));
+            };
+            let result = match &op {
+                Op::Join { .. } => {
+                    let mut seeds = Vec::new();
+                    for _ in 0..self.cfg.join_seeds.clamp(1, crate::node::MAX_SEEDS) {
+                        if let Some(s) = self.live.pick(&mut self.work_rng)
+                            && s != addr
+                            && !seeds.contains(&s)
+                        {
+                            seeds.push(s);
+                        }
+                    }
+                    match self.node_mut(addr) {
+                        Some(n) => n.bootstrap(now, &seeds),
+                        None => break Err((addr, OpError::NoNode)),
+                    }
+                }
+                Op::FindNode { target, .. } => {
+                    self.node_mut(addr).expect("alive").find_node(now, *target)
+                }
+                Op::Get { key, .. } => self.node_mut(addr).expect("alive").get(now, *key),
+                Op::Put { key, len, .. } => {
+                    let record = Record::new(*key, &value_for(key, *len), Ttl::Never)
+                        .expect("value length within MAX_VALUE_LEN");
+                    self.node_mut(addr).expect("alive").put(now, record)
+                }
+            };
+            match result {
+                Ok(q) => break Ok((addr, q)),
+                Err(CommandError::Busy) if node.is_none() && tries < 8 => continue,
+                Err(e) => break Err((addr, OpError::Command(e))),
+            }
+        };
+        let rec = &mut self.ops[index];
+        match result {
+            Ok((addr, QueryId(q))) => {
+                rec.node = addr;
+                self.running.insert((addr, q), index as u32);
+                self.flush(addr);
+            }
+            Err((addr, e)) => {
+                rec.node = addr;
+                rec.error = Some(e);
+                rec.finished = Some(now);
+                self.open -= 1;
+            }
+        }
+    }
+
+    // ----- churn -----
+
+    fn schedule_churn(&mut self, kind: ChurnKind) {
+        let rate = match kind {
+            ChurnKind::Crash => self.cfg.churn.crash_per_sec,
+            ChurnKind::Leave => self.cfg.churn.leave_per_sec,
+            ChurnKind::Join => self.cfg.churn.join_per_sec,
+        };
+        if rate <= 0.0 || !rate.is_finite() {
+            return;
+        }
+        // Exponential inter-arrival time of a Poisson process.
+        let u = 1.0 - unit(&mut self.churn_rng);
+        let ms = (-u.ln() / rate * 1000.0).round() as u64;
+        self.wire.push(
+            self.now.as_millis() + ms,
+            Action::Churn(kind, self.churn_epoch),
+        );
+    }
+
+    /// Sets the churn rates from now on (replacing `SimConfig::churn`).
+    pub fn set_churn(&mut self, churn: Churn) {
+        self.cfg.churn = churn;
+        self.churn_epoch += 1;
+        self.schedule_churn(ChurnKind::Crash);
+        self.schedule_churn(ChurnKind::Leave);
+        self.schedule_churn(ChurnKind::Join);
+    }
+
+    fn churn(&mut self, kind: ChurnKind) {
+        match kind {
+            ChurnKind::Crash => {
+                if let Some(a) = self.live.pick(&mut self.churn_rng) {
+                    self.crash(a);
+                }
+            }
+            ChurnKind::Leave => {
+                if let Some(a) = self.live.pick(&mut self.churn_rng) {
+                    self.leave(a);
+                }
+            }
+            ChurnKind::Join => {
+                let node = self.add_node();
+                self.schedule(self.now, Op::Join { node });
+            }
+        }
+        self.schedule_churn(kind);
+    }
+
+    /// Node `addr` crashes: it stops at once, its state is dropped, and
+    /// datagrams to it are lost silently. Operations it was running end with
+    /// [`OpError::NodeGone`].
+    pub fn crash(&mut self, addr: Addr) {
+        let Some(node) = self.nodes.get_mut(addr as usize).and_then(Option::take) else {
+            return;
+        };
+        self.gone_timeouts += node.metrics().timeouts;
+        drop(node);
+        self.wire.summary.crashed += 1;
+        self.live.remove(addr);
+        self.index.remove(&self.ids[addr as usize]);
+        self.timers[addr as usize] = u64::MAX;
+        let mine: Vec<(Addr, u32)> = self
+            .running
+            .keys()
+            .filter(|(a, _)| *a == addr)
+            .copied()
+            .collect();
+        for key in mine {
+            if let Some(i) = self.running.remove(&key) {
+                let rec = &mut self.ops[i as usize];
+                rec.error = Some(OpError::NodeGone);
+                rec.finished = Some(self.now);
+                self.open -= 1;
+            }
+        }
+    }
+
+    /// Node `addr` leaves the network gracefully: [`Node::leave`] sends a
+    /// LEAVE to every contact, which drop it at once; then it stops like a
+    /// crash (counted as a leave).
+    pub fn leave(&mut self, addr: Addr) {
+        let now = self.now;
+        let Some(node) = self.node_mut(addr) else {
+            return;
+        };
+        node.leave(now);
+        self.flush(addr);
+        self.crash(addr);
+        self.wire.summary.crashed -= 1;
+        self.wire.summary.left += 1;
+    }
+
+    // ----- the event loop -----
+
+    /// Moves node `addr`'s output into the network: every datagram it wants
+    /// to send, every event, and its next timer. Call after any command
+    /// given to a node through [`Simulator::node_mut`].
+    pub fn flush(&mut self, addr: Addr) {
+        let now = self.now.as_millis();
+        let Some(node) = self
+            .nodes
+            .get_mut(addr as usize)
+            .and_then(|n| n.as_deref_mut())
+        else {
+            return;
+        };
+        let wire = &mut self.wire;
+        loop {
+            let slot = wire.packets.alloc();
+            match node.poll_transmit(wire.packets.buf_mut(slot)) {
+                Some(t) => wire.send(now, addr, t.destination, slot, t.len),
+                None => {
+                    wire.packets.release(slot);
+                    break;
+                }
+            }
+        }
+        let mut events = std::mem::take(&mut self.scratch_events);
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        // A deadline in the past is due now.
+        let next = node
+            .poll_timeout()
+            .map_or(u64::MAX, |t| t.as_millis().max(now));
+        let timer = &mut self.timers[addr as usize];
+        if next != *timer {
+            *timer = next;
+            if next != u64::MAX {
+                wire.push(next, Action::Timer(addr));
+            }
+        }
+        for e in events.drain(..) {
+            self.on_event(addr, e);
+        }
+        self.scratch_events = events;
+    }
+
+    fn on_event(&mut self, addr: Addr, event: Event<Addr, K>) {
+        let (query, finish) = match event {
+            Event::ContactRemoved { peer, .. } => {
+                if self.is_alive(peer.addr) {
+                    self.wire.summary.removed.1 += 1;
+                } else {
+                    self.wire.summary.removed.0 += 1;
+                }
+                return;
+            }
+            Event::Bootstrapped {
+                query,
+                contacts,
+                termination,
+                stats,
+            } => {
+                self.live.insert(addr);
+                (
+                    query,
+                    Finish::Join {
+                        contacts,
+                        termination,
+                        stats,
+                    },
+                )
+            }
+            Event::FoundNodes {
+                query,
+                target,
+                closest,
+                termination,
+                stats,
+            } => {
+                let accuracy = self.accuracy(addr, &target, &closest, self.b());
+                (
+                    query,
+                    Finish::Lookup {
+                        returned: closest.len(),
+                        accuracy,
+                        termination,
+                        stats,
+                        found: None,
+                    },
+                )
+            }
+            Event::GetFinished {
+                query,
+                key,
+                record,
+                closest,
+                termination,
+                stats,
+            } => {
+                let found = record.is_some_and(|r| {
+                    r.key == key && r.value[..] == value_for(&key, r.value.len())[..]
+                });
+                (
+                    query,
+                    Finish::Lookup {
+                        returned: closest.len(),
+                        accuracy: None,
+                        termination,
+                        stats,
+                        found: Some(found),
+                    },
+                )
+            }
+            Event::PutFinished {
+                query,
+                key,
+                stored,
+                termination,
+                stats,
+                ..
+            } => {
+                let replicas = (self.cfg.node.replicas as usize).clamp(1, C);
+                let mut truth = std::mem::take(&mut self.scratch_truth);
+                self.index.closest(&key, replicas + 1, &mut truth);
+                truth.retain(|&a| a != addr);
+                truth.truncate(replicas);
+                let holding = truth
+                    .iter()
+                    .filter(|&&a| self.node(a).is_some_and(|n| n.get_local(&key).is_some()))
+                    .count();
+                let accuracy = (!truth.is_empty()).then(|| holding as f64 / truth.len() as f64);
+                self.scratch_truth = truth;
+                (
+                    query,
+                    Finish::Put {
+                        stored,
+                        accuracy,
+                        termination,
+                        stats,
+                    },
+                )
+            }
+        };
+        let Some(index) = self.running.remove(&(addr, query.0)) else {
+            return;
+        };
+        self.open -= 1;
+        let rec = &mut self.ops[index as usize];
+        rec.finished = Some(self.now);
+        match finish {
+            Finish::Join {
+                contacts,
+                termination,
+                stats,
+            } => {
+                rec.termination = Some(termination);
+                rec.stats = stats;
+                rec.returned = contacts as u32;
+                rec.success = contacts > 0;
+            }
+            Finish::Lookup {
+                returned,
+                accuracy,
+                termination,
+                stats,
+                found,
+            } => {
+                rec.termination = Some(termination);
+                rec.stats = stats;
+                rec.returned = returned as u32;
+                rec.accuracy = accuracy;
+                rec.success = found.unwrap_or(returned > 0);
+            }
+            Finish::Put {
+                stored,
+                accuracy,
+                termination,
+                stats,
+            } => {
+                rec.termination = Some(termination);
+                rec.stats = stats;
+                rec.returned = stored as u32;
+                rec.accuracy = accuracy;
+                rec.success = stored > 0;
+            }
+        }
+    }
+
+    /// `b`: how many contacts a lookup returns.
+    fn b(&self) -> usize {
+        (self.cfg.node.closest as usize).clamp(1, K.min(crate::wire::MAX_CONTACTS))
+    }
+
+    /// The share of the `b` live nodes closest to `target` (other than the
+    /// asking node) that `closest` contains.
+    fn accuracy(
+        &mut self,
+        asker: Addr,
+        target: &Key,
+        closest: &[Peer<Addr>],
+        b: usize,
+    ) -> Option<f64> {
+        let mut truth = std::mem::take(&mut self.scratch_truth);
+        self.index.closest(target, b + 1, &mut truth);
+        truth.retain(|&a| a != asker);
+        truth.truncate(b);
+        let hits = truth
+            .iter()
+            .filter(|&&a| closest.iter().any(|p| p.addr == a))
+            .count();
+        let acc = (!truth.is_empty()).then(|| hits as f64 / truth.len() as f64);
+        self.scratch_truth = truth;
+        acc
+    }
+
+    /// Processes the next event; false when the queue is empty.
+    pub fn step(&mut self) -> bool {
+        let Some(ev) = self.wire.pop() else {
+            return false;
+        };
+        debug_assert!(ev.at >= self.now.as_millis());
+        self.now = Instant::from_millis(ev.at);
+        let now = self.now;
+        match ev.action {
+            Action::Deliver { from, to, packet } => {
+                match self
+                    .nodes
+                    .get_mut(to as usize)
+                    .and_then(|n| n.as_deref_mut())
+                {
+                    Some(node) => {
+                        let bytes = self.wire.packets.get(packet);
+                        let response = bytes
+                            .get(self.wire.kind_offset)
+                            .is_some_and(|&k| is_response(k));
+                        let result = node.handle_input(now, from, bytes);
+                        self.wire.packets.release(packet);
+                        let s = &mut self.wire.summary;
+                        s.delivered += 1;
+                        match result {
+                            Ok(()) if response => s.exchanges_ok += 1,
+                            Ok(()) => {}
+                            Err(_) => s.rejected += 1,
+                        }
+                        self.flush(to);
+                    }
+                    None => {
+                        self.wire.packets.release(packet);
+                        self.wire.summary.to_dead += 1;
+                    }
+                }
+            }
+            Action::Refused { from, to } => {
+                if let Some(node) = self.node_mut(from) {
+                    node.handle_unreachable(now, &to);
+                    self.flush(from);
+                }
+            }
+            Action::Timer(addr) => {
+                if self.timers[addr as usize] == ev.at {
+                    self.wire.summary.timers += 1;
+                    self.timers[addr as usize] = u64::MAX;
+                    if let Some(node) = self.node_mut(addr) {
+                        node.handle_timeout(now);
+                        self.flush(addr);
+                        // A node whose deadline stays due would spin: retry later.
+                        if self.timers[addr as usize] == ev.at {
+                            self.timers[addr as usize] = ev.at + 1;
+                            self.wire.push(ev.at + 1, Action::Timer(addr));
+                        }
+                    }
+                }
+            }
+            Action::Start(i) => self.start(i as usize),
+            Action::Churn(kind, epoch) if epoch == self.churn_epoch => self.churn(kind),
+            Action::Churn(..) => {}
+        }
+        true
+    }
+
+    /// Runs until every scheduled operation has finished (or the queue runs
+    /// dry), reporting each finished operation to `progress`.
+    pub fn run_until_done(&mut self, progress: &dyn Progress) {
+        let total = self.open as u64;
+        let mut last = self.open;
+        while self.open > 0 && self.step() {
+            if self.open != last {
+                last = self.open;
+                progress.update(total - self.open as u64, total);
+            }
+        }
+    }
+
+    /// Runs every event up to `until` (virtual time), then sets the clock
+    /// there.
+    pub fn run_until(&mut self, until: Instant) {
+        while self
+            .wire
+            .next_at()
+            .is_some_and(|at| at <= until.as_millis())
+        {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+}
+
+enum Finish {
+    Join {
+        contacts: usize,
+        termination: crate::query::Termination,
+        stats: crate::query::LookupStats,
+    },
+    Lookup {
+        returned: usize,
+        accuracy: Option<f64>,
+        termination: crate::query::Termination,
+        stats: crate::query::LookupStats,
+        found: Option<bool>,
+    },
+    Put {
+        stored: u8,
+        accuracy: Option<f64>,
+        termination: crate::query::Termination,
+        stats: crate::query::LookupStats,
+    },
+}
+
+/// Whether a message-type byte names a response.
+fn is_response(kind: u8) -> bool {
+    MessageKind::ALL
+        .get(kind as usize)
+        .is_some_and(|k| k.is_response())
+}
