@@ -33,14 +33,15 @@ pub enum Maintenance {
         /// Time between record republishes.
         republish_interval: Duration,
     },
-    /// MaidSafe managed connections (paper, section III): every contact gets a
-    /// keepalive every γ unless heard from within γ, and is dead after δ
-    /// keepalives in a row go unanswered; contacts that leave say so; records
-    /// move to newcomers with GIVE_VALUE. No refresh, no republish.
+    /// MaidSafe managed connections (paper, section III): a contact last
+    /// heard from at `t` gets a keepalive at `t + γ`, `t + 2γ`, …,
+    /// `t + (δ−1)γ` and is dead at `t + δγ` if it stayed silent; contacts that
+    /// leave say so; records move to newcomers with GIVE_VALUE. No refresh,
+    /// no republish.
     Managed {
         /// γ: the keepalive interval.
         keepalive_interval: Duration,
-        /// δ: unanswered keepalives in a row that declare a contact dead.
+        /// δ: intervals of silence that declare a contact dead.
         max_missed: u8,
     },
 }

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub refused_sent: u64,
     /// Records received through GIVE_VALUE.
     pub values_received: u64,
+    /// GIVE_VALUE records refused: this node is not in their replica set.
+    pub values_refused: u64,
     /// Records handed to other nodes through GIVE_VALUE.
     pub values_handed_off: u64,
     /// Hand-offs not started because their queue was full.
@@ -150,5 +152,6 @@ impl Metrics {
             + self.unexpected_response
             + self.invalid_record
             + self.overloaded
+            + self.values_refused
     }
 }

@@ -33,6 +33,16 @@ impl Rng {
         (self.next_u64() >> 32) as u32
     }
 
+    /// A transaction id: 32 random bits, never 0 (0 marks "no request").
+    pub fn next_txid(&mut self) -> u32 {
+        loop {
+            let v = self.next_u32();
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
     /// A value uniformly drawn from `0..bound` (`0` when `bound` is 0).
     pub fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {

@@ -358,3 +358,84 @@ fn periodic_mode_refreshes_and_republishes() {
             .any(|(_, e)| matches!(e, Event::Bootstrapped { .. } | Event::PutFinished { .. }))
     );
 }
+
+#[test]
+fn forged_leave_and_misplaced_give_value_are_ignored() {
+    type Small = Node<u16, MemoryStore<4, 16>, 2, 8, 1, 4, 2>;
+    let now = Instant::ZERO;
+    let cfg = Config {
+        replicas: 2,
+        ..managed()
+    };
+    let mut x = Small::new(cfg, Key::ZERO, 1, now);
+    let friend = microkad::Peer::new(Key::hash(b"friend"), 5u16);
+    x.add_contact(now, friend.clone());
+    let mut buf = [0u8; 2048];
+    let mut send = |x: &mut Small, from: u16, sender: Key, body: Body<u16>| {
+        let msg = Message {
+            header: Header {
+                network: 42,
+                txid: 9,
+                sender,
+            },
+            body,
+        };
+        let n = wire::encode(&msg, &mut buf).unwrap();
+        x.handle_input(now, from, &buf[..n])
+    };
+    // A LEAVE in the friend's name from another address changes nothing.
+    assert_eq!(send(&mut x, 6, friend.id, Body::Leave), Ok(()));
+    assert!(x.routing_table().contains(&friend.id));
+    // From the friend itself, it removes the friend.
+    assert_eq!(send(&mut x, 5, friend.id, Body::Leave), Ok(()));
+    assert!(!x.routing_table().contains(&friend.id));
+    // A record handed over for a key far closer to known contacts than to x
+    // is refused: x is not in its replica set.
+    for i in 0..4u16 {
+        let mut id = Key([0xFF; 32]);
+        id.0[31] = i as u8;
+        x.add_contact(now, microkad::Peer::new(id, 10 + i));
+    }
+    let far = Record::new(Key([0xFF; 32]), b"x", Ttl::Never).unwrap();
+    let giver = Key::hash(b"giver");
+    assert_eq!(
+        send(
+            &mut x,
+            7,
+            giver,
+            Body::GiveValue {
+                record: far.clone()
+            }
+        ),
+        Err(microkad::InputError::NotResponsible)
+    );
+    assert!(x.get_local(&far.key).is_none());
+    // One close to x is taken.
+    let near = Record::new(Key([0; 32]), b"y", Ttl::Never).unwrap();
+    assert_eq!(
+        send(
+            &mut x,
+            7,
+            giver,
+            Body::GiveValue {
+                record: near.clone()
+            }
+        ),
+        Ok(())
+    );
+    assert!(x.get_local(&near.key).is_some());
+}
+
+#[test]
+fn a_leaving_node_takes_no_new_contacts() {
+    let mut net = Net::new(6, managed());
+    net.join_all_through_seed();
+    let t = net.now;
+    net.nodes[2].leave(t);
+    let before = net.nodes[2].routing_table().len();
+    let stranger = microkad::Peer::new(Key::hash(b"late joiner"), 5u16);
+    net.nodes[2].add_contact(t, stranger.clone());
+    assert!(!net.nodes[2].routing_table().contains(&stranger.id));
+    assert_eq!(net.nodes[2].routing_table().len(), before);
+    assert!(net.nodes[2].is_leaving());
+}

@@ -166,8 +166,14 @@ impl<
                 continue;
             }
             c.failures += 1;
+            // A repeated keepalive reuses the outstanding one's transaction
+            // id, so that a late PONG to the first still counts.
+            let txid = match c.probe {
+                Some(p) if p.kind == ProbeKind::Keepalive => p.txid,
+                _ => self.rng.next_txid(),
+            };
             c.probe = Some(Probe {
-                txid: self.rng.next_u32(),
+                txid,
                 sent_at: now,
                 kind: ProbeKind::Keepalive,
                 sent: false,
@@ -330,7 +336,7 @@ impl<
             self.metrics.down_reports_skipped += 1;
             return;
         }
-        let txid = self.rng.next_u32();
+        let txid = self.rng.next_txid();
         let _ = self.outbound.push_back(Outgoing {
             to: referrer.addr,
             txid,
@@ -356,6 +362,17 @@ impl<
             set.pop();
         }
         (set, self_in)
+    }
+
+    /// Whether this node is in the replica set of `key`, as far as it knows.
+    pub(super) fn in_replica_set(&self, key: &Key) -> bool {
+        self.replica_set(key).1
+    }
+
+    /// Whether no contact is closer to `key` than this node.
+    pub(super) fn is_closest_known(&self, key: &Key) -> bool {
+        let me = self.id.distance(key);
+        self.table.iter().all(|c| c.peer.id.distance(key) > me)
     }
 
     /// The next GIVE_VALUE datagram, if a hand-off has one to send.
@@ -410,7 +427,7 @@ impl<
                 continue;
             };
             self.metrics.values_handed_off += 1;
-            return Some((to.addr, self.rng.next_u32(), Body::GiveValue { record }));
+            return Some((to.addr, self.rng.next_txid(), Body::GiveValue { record }));
         }
         None
     }
@@ -424,6 +441,6 @@ impl<
         };
         let to = c.peer.addr.clone();
         self.leave_cursor = Some(cursor + 1);
-        Some((to, self.rng.next_u32(), Body::Leave))
+        Some((to, self.rng.next_txid(), Body::Leave))
     }
 }

@@ -73,6 +73,8 @@ pub enum InputError {
     InvalidRecord,
     /// A request arrived while the outbound queue was full; it was dropped.
     Overloaded,
+    /// A GIVE_VALUE for a key this node is not among the closest to.
+    NotResponsible,
 }
 
 /// Why a command was refused.
@@ -331,7 +333,12 @@ impl<
                     Err(InputError::Overloaded)
                 } else {
                     let status = self.store.put(&record, &self.id, self.now);
-                    if status == StoreStatus::Updated {
+                    // Only the closest holder forwards, so an update costs
+                    // r - 1 hand-offs, not r * (r - 1).
+                    if status == StoreStatus::Updated
+                        && self.config.maintenance.is_managed()
+                        && self.is_closest_known(&record.key)
+                    {
                         // III-C: a changed value goes to the other replicas.
                         self.queue_handoff(Handoff::changed(record.key, sender.id));
                     }
@@ -345,13 +352,26 @@ impl<
             Body::Refused { reason: _ } => self.on_response(sender, txid, Response::Refused),
             Body::GiveValue { record } => {
                 self.learn(sender, Origin::Incoming);
-                let status = self.store.put(&record, &self.id, self.now);
-                self.metrics.values_received += 1;
-                trace!("GIVE_VALUE {:?}: {:?}", record.key, status);
-                Ok(())
+                // Only a node that is itself in the record's replica set (as
+                // far as it knows) takes a handed-over record: a GIVE_VALUE
+                // cannot plant records anywhere in the network.
+                if self.in_replica_set(&record.key) {
+                    let status = self.store.put(&record, &self.id, self.now);
+                    self.metrics.values_received += 1;
+                    trace!("GIVE_VALUE {:?}: {:?}", record.key, status);
+                    Ok(())
+                } else {
+                    self.metrics.values_refused += 1;
+                    Err(InputError::NotResponsible)
+                }
             }
             Body::Leave => {
-                if let Some(removed) = self.table.remove(&sender.id, self.now) {
+                // Only the contact itself, from its own address, can leave.
+                let known = self
+                    .table
+                    .get(&sender.id)
+                    .is_some_and(|c| c.peer.addr == sender.addr);
+                if known && let Some(removed) = self.table.remove(&sender.id, self.now) {
                     self.on_removed(removed, RemovalReason::Left);
                 }
                 Ok(())
@@ -526,7 +546,7 @@ impl<
         let query = self.open_lookup(LookupKind::Bootstrap, self.id, width)?;
         let li = self.lookups.len() - 1;
         for addr in seeds {
-            let txid = self.rng.next_u32();
+            let txid = self.rng.next_txid();
             let deadline = self.now + self.config.request_timeout;
             // Cannot fail: capacity checked above.
             let _ = self.seeds.push(SeedProbe {
@@ -750,7 +770,7 @@ impl<
                         self.config.alpha.max(1),
                         self.now,
                         self.config.request_timeout,
-                        || rng.next_u32(),
+                        || rng.next_txid(),
                     );
                 }
             }
@@ -782,7 +802,7 @@ impl<
                     }
                     if matches!(c.state, CandidateState::Answered { .. }) {
                         c.state = CandidateState::Storing {
-                            txid: self.rng.next_u32(),
+                            txid: self.rng.next_txid(),
                             deadline,
                             sent: false,
                         };
@@ -859,6 +879,13 @@ impl<
 
     /// Adds a peer that proved itself (it sent a valid message) to the table.
     fn learn(&mut self, peer: Peer<A>, origin: Origin) -> InsertOutcome<A> {
+        if self.leave_cursor.is_some() {
+            // A leaving node takes no new contacts (it would owe them a LEAVE).
+            if self.table.contains(&peer.id) {
+                return InsertOutcome::Refreshed;
+            }
+            return InsertOutcome::Refused;
+        }
         let outcome = self.table.insert(peer.clone(), self.now, origin);
         match &outcome {
             // Managed connections keep every contact under watch, so a full
@@ -877,7 +904,7 @@ impl<
     fn probe(&mut self, contact: Peer<A>) {
         // Keep one slot free for the reply that may follow.
         if self.outbound.len() + 1 < OUTBOUND_CAPACITY {
-            let txid = self.rng.next_u32();
+            let txid = self.rng.next_txid();
             self.table
                 .start_probe(&contact.id, txid, self.now, ProbeKind::Evict, true);
             let _ = self.outbound.push_back(Outgoing {
@@ -930,9 +957,18 @@ impl<
                     self.learn(sender, Origin::Outgoing);
                 }
                 Response::Refused => {
-                    // It will not keep us: stop keeping it (III-D1).
-                    if let Some(removed) = self.table.remove(&sender.id, self.now) {
-                        self.on_removed(removed, RemovalReason::Refused);
+                    let keepalive = contact
+                        .probe
+                        .is_some_and(|p| p.kind == ProbeKind::Keepalive);
+                    if keepalive {
+                        // It will not keep us: stop keeping it (III-D1).
+                        if let Some(removed) = self.table.remove(&sender.id, self.now) {
+                            self.on_removed(removed, RemovalReason::Refused);
+                        }
+                    } else {
+                        // An eviction check answered: alive, whatever it thinks of us.
+                        self.table.clear_probe(&sender.id);
+                        self.learn(sender, Origin::Outgoing);
                     }
                 }
                 _ => {

@@ -981,16 +981,17 @@ where
         while let Some(e) = node.poll_event() {
             events.push(e);
         }
-        // A deadline in the past is due now.
+        // A deadline in the past is due now. A wakeup already queued for an
+        // earlier time is kept: calling `handle_timeout` early is harmless,
+        // and the node is asked again then. So deadlines that move later
+        // (every answer pushes a lookup's back) cost no queue entry.
         let next = node
             .poll_timeout()
             .map_or(u64::MAX, |t| t.as_millis().max(now));
         let timer = &mut self.timers[addr as usize];
-        if next != *timer {
+        if next < *timer {
             *timer = next;
-            if next != u64::MAX {
-                wire.push(next, Action::Timer(addr));
-            }
+            wire.push(next, Action::Timer(addr));
         }
         for e in events.drain(..) {
             self.on_event(addr, e);
@@ -1211,11 +1212,14 @@ where
                 }
             }
             Action::Timer(addr) => {
+                // Entries superseded by an earlier wakeup are skipped.
                 if self.timers[addr as usize] == ev.at {
-                    self.wire.summary.timers += 1;
                     self.timers[addr as usize] = u64::MAX;
                     if let Some(node) = self.node_mut(addr) {
-                        node.handle_timeout(now);
+                        if node.poll_timeout().is_some_and(|t| t <= now) {
+                            node.handle_timeout(now);
+                            self.wire.summary.timers += 1;
+                        }
                         self.flush(addr);
                         // A node whose deadline stays due would spin: retry later.
                         if self.timers[addr as usize] == ev.at {

@@ -53,13 +53,14 @@ pub enum Body<A> {
         /// The record.
         record: Record,
     },
-    /// What became of a STORE or a GIVE_VALUE.
+    /// What became of a STORE.
     StoreAck {
         /// The outcome.
         status: StoreStatus,
     },
     /// A holder hands a record to a node that just became one of the
-    /// closest to its key (MaidSafe paper, III-C). Answered by STORE_ACK.
+    /// closest to its key (MaidSafe paper, III-C). Not answered: several
+    /// holders hand off the same record, which replaces retransmission.
     GiveValue {
         /// The record.
         record: Record,
