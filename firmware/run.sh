@@ -36,8 +36,10 @@ if [[ "${FIRMWARE_SKIP_INSTALL:-0}" != 1 ]]; then
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq qemu-system-arm >/dev/null \
             || die "could not install qemu-system-arm"
     fi
-    rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-    rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools
+    rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET" \
+        || echo "warning: could not add the $TARGET target; the build will tell" >&2
+    rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools \
+        || echo "warning: no llvm-tools; sizes need llvm-size on PATH" >&2
     command -v flip-link >/dev/null || cargo install flip-link --locked \
         || die "could not install flip-link"
 fi
