@@ -1037,6 +1037,7 @@ where
                     query,
                     Finish::Lookup {
                         returned: closest.len(),
+                        dead: self.count_dead(&closest),
                         accuracy,
                         termination,
                         stats,
@@ -1059,6 +1060,7 @@ where
                     query,
                     Finish::Lookup {
                         returned: closest.len(),
+                        dead: self.count_dead(&closest),
                         accuracy: None,
                         termination,
                         stats,
@@ -1115,6 +1117,7 @@ where
             }
             Finish::Lookup {
                 returned,
+                dead,
                 accuracy,
                 termination,
                 stats,
@@ -1123,6 +1126,7 @@ where
                 rec.termination = Some(termination);
                 rec.stats = stats;
                 rec.returned = returned as u32;
+                rec.dead_returned = dead;
                 rec.accuracy = accuracy;
                 rec.success = found.unwrap_or(returned > 0);
             }
@@ -1139,6 +1143,11 @@ where
                 rec.success = stored > 0;
             }
         }
+    }
+
+    /// How many of `peers` are dead.
+    fn count_dead(&self, peers: &[Peer<Addr>]) -> u32 {
+        peers.iter().filter(|p| !self.is_alive(p.addr)).count() as u32
     }
 
     /// `b`: how many contacts a lookup returns.
@@ -1239,12 +1248,17 @@ where
     /// Runs until every scheduled operation has finished (or the queue runs
     /// dry), reporting each finished operation to `progress`.
     pub fn run_until_done(&mut self, progress: &dyn Progress) {
-        let total = self.open as u64;
+        // Churn may schedule joins as the run goes: the total grows.
+        let (mut total, mut done) = (self.open as u64, 0u64);
         let mut last = self.open;
         while self.open > 0 && self.step() {
             if self.open != last {
+                if self.open < last {
+                    done += (last - self.open) as u64;
+                }
                 last = self.open;
-                progress.update(total - self.open as u64, total);
+                total = total.max(done + self.open as u64);
+                progress.update(done, total);
             }
         }
     }
@@ -1271,6 +1285,7 @@ enum Finish {
     },
     Lookup {
         returned: usize,
+        dead: u32,
         accuracy: Option<f64>,
         termination: crate::query::Termination,
         stats: crate::query::LookupStats,

@@ -81,6 +81,9 @@ pub struct OpRecord {
     /// put: the share of the true `replicas` closest live nodes that hold the
     /// value afterwards. None for get and join.
     pub accuracy: Option<f64>,
+    /// find_node and get: returned contacts that were dead when the lookup
+    /// ended.
+    pub dead_returned: u32,
     /// Whether the operation did its job: a find_node returned contacts, a
     /// get found the right value, a put stored at least one replica, a join
     /// ended with a non-empty table.
@@ -100,6 +103,7 @@ impl OpRecord {
             stats: LookupStats::default(),
             returned: 0,
             accuracy: None,
+            dead_returned: 0,
             success: false,
         }
     }
@@ -111,7 +115,7 @@ impl OpRecord {
     }
 
     /// The CSV header matching [`OpRecord::write_csv_row`].
-    pub const CSV_HEADER: &'static str = "op,kind,node,target,started_ms,latency_ms,requests,responses,timeouts,hops,termination,returned,accuracy,success,error";
+    pub const CSV_HEADER: &'static str = "op,kind,node,target,started_ms,latency_ms,requests,responses,timeouts,hops,termination,returned,dead_returned,accuracy,success,error";
 
     /// Writes this record as one CSV line; `op` is its index in the run.
     pub fn write_csv_row(&self, op: usize, w: &mut dyn Write) -> io::Result<()> {
@@ -138,7 +142,7 @@ impl OpRecord {
         if let Some(t) = self.termination {
             write!(w, "{t:?}")?;
         }
-        write!(w, ",{},", self.returned)?;
+        write!(w, ",{},{},", self.returned, self.dead_returned)?;
         if let Some(a) = self.accuracy {
             write!(w, "{a:.4}")?;
         }

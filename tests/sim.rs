@@ -1,0 +1,232 @@
+//! The simulator: reproducibility, accuracy on a static network, loss, and
+//! churn.
+#![cfg(feature = "sim")]
+
+use microkad::sim::{Churn, NetSummary, Op, OpKind, OpRecord, SimConfig, Simulator, write_csv};
+use microkad::{Config, Duration, Instant, MemoryStore, config::Maintenance};
+
+type Sim = Simulator<MemoryStore<16, 64>, 4, 20, 3, 12>;
+
+fn config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        node: Config {
+            network_id: 9,
+            closest: 4,
+            replicas: 4,
+            maintenance: Maintenance::Off,
+            ..Config::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+fn csv(records: &[OpRecord]) -> String {
+    let mut out = Vec::new();
+    write_csv(records, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// A run with everything random switched on: loss of both kinds, delays,
+/// churn, lookups, puts and gets.
+fn busy_run(seed: u64) -> (String, NetSummary) {
+    let mut cfg = config(seed);
+    cfg.loss = 0.1;
+    cfg.fast_share = 0.5;
+    cfg.delay_min = 5;
+    cfg.delay_max = 150;
+    cfg.join_seeds = 2;
+    let mut sim = Sim::new(cfg);
+    sim.init_global(400, &());
+    sim.set_churn(Churn {
+        crash_per_sec: 2.0,
+        leave_per_sec: 1.0,
+        join_per_sec: 2.0,
+    });
+    sim.plan_lookups(150, Duration::from_millis(20));
+    sim.run_until_done(&());
+    let keys = sim.plan_puts(50, 40, Duration::from_millis(20));
+    sim.run_until_done(&());
+    sim.plan_gets(&keys, Duration::from_millis(20));
+    sim.run_until_done(&());
+    (csv(sim.ops()), sim.summary())
+}
+
+#[test]
+fn same_seed_same_run_bit_for_bit() {
+    let (csv_a, sum_a) = busy_run(7);
+    let (csv_b, sum_b) = busy_run(7);
+    assert_eq!(sum_a, sum_b);
+    assert_eq!(csv_a, csv_b);
+    // The run really was busy, and another seed gives another run.
+    assert!(sum_a.lost > 0 && sum_a.refused > 0, "{sum_a}");
+    assert!(
+        sum_a.crashed > 0 && sum_a.left > 0 && sum_a.nodes_created > 400,
+        "{sum_a}"
+    );
+    assert!(csv_a.lines().count() > 250);
+    let (csv_c, _) = busy_run(8);
+    assert_ne!(csv_a, csv_c);
+}
+
+#[test]
+fn static_network_lookups_are_exact() {
+    let mut sim = Sim::new(config(1));
+    sim.init_global(3_000, &());
+    let lookups = sim.plan_lookups(300, Duration::from_millis(5));
+    sim.run_until_done(&());
+    for r in &sim.ops()[lookups] {
+        assert_eq!(r.accuracy, Some(1.0), "{r:?}");
+        assert!(r.success && r.error.is_none() && r.stats.timeouts == 0);
+    }
+    let keys = sim.plan_puts(100, 32, Duration::from_millis(5));
+    sim.run_until_done(&());
+    let puts: Vec<OpRecord> = sim.ops()[sim.ops().len() - 100..].to_vec();
+    for r in &puts {
+        assert_eq!(r.kind, OpKind::Put);
+        // The value sits on exactly the true 4 closest nodes.
+        assert_eq!((r.returned, r.accuracy), (4, Some(1.0)), "{r:?}");
+    }
+    let gets = sim.plan_gets(&keys, Duration::from_millis(5));
+    sim.run_until_done(&());
+    assert!(sim.ops()[gets].iter().all(|r| r.success));
+    // Let the answers that arrive after their lookup ended land too.
+    sim.run_until(sim.now() + Duration::from_secs(60));
+    let s = sim.summary();
+    assert_eq!(
+        (s.lost, s.refused, s.to_dead, s.exchanges_failed),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(s.sent, s.delivered);
+}
+
+#[test]
+fn a_network_built_through_the_protocol_finds_its_nodes() {
+    let mut cfg = config(3);
+    cfg.join_seeds = 2;
+    let mut sim = Sim::new(cfg);
+    sim.init_protocol(400, 4, &());
+    assert_eq!(sim.live_count(), 400);
+    assert!(
+        sim.ops()
+            .iter()
+            .all(|r| r.kind == OpKind::Join && r.success)
+    );
+    let lookups = sim.plan_lookups(200, Duration::from_millis(5));
+    sim.run_until_done(&());
+    let records = &sim.ops()[lookups];
+    let mean = records.iter().map(|r| r.accuracy.unwrap()).sum::<f64>() / 200.0;
+    assert!(mean > 0.97, "mean accuracy {mean}");
+}
+
+/// Mean virtual latency of 200 lookups at 30 % loss.
+fn latency_at_loss(fast_share: f64) -> f64 {
+    let mut cfg = config(4);
+    cfg.loss = 0.3;
+    cfg.fast_share = fast_share;
+    let mut sim = Sim::new(cfg);
+    sim.init_global(1_000, &());
+    let lookups = sim.plan_lookups(200, Duration::from_millis(5));
+    sim.run_until_done(&());
+    let records = &sim.ops()[lookups];
+    assert!(records.iter().all(|r| r.finished.is_some()));
+    records
+        .iter()
+        .map(|r| r.latency_ms().unwrap() as f64)
+        .sum::<f64>()
+        / 200.0
+}
+
+#[test]
+fn fast_failures_fail_at_once_slow_ones_time_out() {
+    let fast = latency_at_loss(1.0);
+    let slow = latency_at_loss(0.0);
+    // A refused request fails on the spot; a lost one costs request_timeout.
+    // Only lost requests can be refused (a lost answer still times out), so
+    // the gain is about half the waiting.
+    assert!(fast < 0.75 * slow, "fast {fast} ms, slow {slow} ms");
+}
+
+#[test]
+fn crashed_nodes_stop_being_returned_once_noticed() {
+    // Down-lists: a node that finds a contact dead tells the node that gave
+    // it that contact, which checks and drops it. (With maintenance off,
+    // a node that only hands a dead contact out never learns it is dead.)
+    let mut cfg = config(5);
+    cfg.node.maintenance = Maintenance::DownList {
+        refresh_interval: Duration::from_secs(100_000),
+        republish_interval: Duration::from_secs(100_000),
+    };
+    let mut sim = Sim::new(cfg);
+    sim.init_global(2_000, &());
+    // Crash 50 nodes.
+    let crashed: Vec<u32> = (0..2_000).step_by(40).collect();
+    for &a in &crashed {
+        sim.crash(a);
+    }
+    assert_eq!(sim.live_count(), 1_950);
+    // Rounds of lookups of the dead nodes' own ids, from random live nodes:
+    // the paths that lead to them most often.
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let stale = sim.stale_contacts();
+        let first = sim.ops().len();
+        for (i, &a) in crashed.iter().enumerate() {
+            for j in 0..4 {
+                let at = sim.now() + Duration::from_millis((i * 4 + j) as u64 * 5);
+                let target = sim.id_of(a);
+                sim.schedule(at, Op::FindNode { node: None, target });
+            }
+        }
+        sim.run_until_done(&());
+        // Let the checks that down-reports trigger finish.
+        sim.run_until(sim.now() + Duration::from_secs(5));
+        let ops = &sim.ops()[first..];
+        for r in ops {
+            // A lookup returns only nodes that answered it: never a dead one.
+            assert!(r.success && r.dead_returned == 0, "{r:?}");
+        }
+        let timeouts: u32 = ops.iter().map(|o| o.stats.timeouts as u32).sum();
+        let accuracy = ops.iter().map(|o| o.accuracy.unwrap()).sum::<f64>() / ops.len() as f64;
+        rounds.push((stale, timeouts, accuracy));
+    }
+    let s = sim.summary();
+    // No loss: only dead contacts were ever removed.
+    assert!(s.removed.0 > 0 && s.removed.1 == 0, "{s}");
+    // The network noticed: fewer dead contacts in tables after every round
+    // (a node that handed one out and was told drops it after one failed
+    // check), so fewer requests went to dead nodes.
+    for w in rounds.windows(2) {
+        assert!(w[1].0 < w[0].0, "{rounds:?}");
+    }
+    let (first, last) = (rounds[0], rounds[rounds.len() - 1]);
+    assert!(last.0 * 5 < first.0 * 3 && last.1 < first.1, "{rounds:?}");
+    // Accuracy is measured against the live nodes only.
+    assert!(first.2 > 0.9 && last.2 >= first.2, "{rounds:?}");
+    assert!(sim.now() > Instant::ZERO);
+}
+
+#[test]
+fn managed_connections_purge_crashed_nodes_from_every_table() {
+    let mut cfg = config(6);
+    cfg.node.maintenance = Maintenance::Managed {
+        keepalive_interval: Duration::from_secs(2),
+        max_missed: 3,
+    };
+    let mut sim = Sim::new(cfg);
+    sim.init_global(300, &());
+    for a in (0..300).step_by(15) {
+        sim.crash(a);
+    }
+    assert!(sim.stale_contacts() > 0);
+    // Every contact is dead at most γ·δ = 6 s after it was last heard from.
+    sim.run_until(sim.now() + Duration::from_secs(7));
+    assert_eq!(sim.stale_contacts(), 0);
+    let s = sim.summary();
+    assert!(s.removed.0 > 0 && s.removed.1 == 0, "{s}");
+    let lookups = sim.plan_lookups(100, Duration::from_millis(5));
+    sim.run_until_done(&());
+    for r in &sim.ops()[lookups] {
+        assert_eq!((r.stats.timeouts, r.accuracy), (0, Some(1.0)), "{r:?}");
+    }
+}
