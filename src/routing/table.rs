@@ -206,10 +206,11 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// closest first, at most `n` (and at most `N`), skipping `exclude`.
     ///
     /// No allocation and no full sort: contacts in the bucket `key` falls in
-    /// (and the merged buckets past it) are closer to `key` than those of any
-    /// bucket before it, and bucket `i < index(key)` is closer than bucket
-    /// `i - 1`. So the buckets are visited in that order and only each group
-    /// is sorted, by insertion into `out`; the walk stops once `out` is full.
+    /// are closer to `key` than those of the buckets past it, which are
+    /// closer than those of any bucket before it, and bucket `i < index(key)`
+    /// is closer than bucket `i - 1`. So the buckets are visited in that
+    /// order and only each group is sorted, by insertion into `out`; the walk
+    /// stops once `out` is full.
     pub fn closest_into<const N: usize>(
         &self,
         key: &Key,
@@ -245,9 +246,17 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
                     let _ = out.insert(pos, c.peer.clone());
                 }
             };
-        let start = out.len();
-        for bucket in &self.buckets[split..] {
-            push_group(out, bucket, start);
+        // The contacts of the bucket `key` falls in agree with `key` on the
+        // bit where it leaves this node's id, and those of every later bucket
+        // do not: the first group alone often fills `out`. (When `key` falls
+        // in the last bucket, which merges every longer prefix, that bucket
+        // is the whole group.)
+        push_group(out, &self.buckets[split], 0);
+        if out.len() < n {
+            let start = out.len();
+            for bucket in &self.buckets[split + 1..] {
+                push_group(out, bucket, start);
+            }
         }
         for bucket in self.buckets[..split].iter().rev() {
             if out.len() >= n {
