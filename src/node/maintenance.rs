@@ -174,7 +174,7 @@ impl<
             };
             c.probe = Some(Probe {
                 txid,
-                sent_at: now,
+                sent_at: crate::routing::ProbeTime::at(now),
                 kind: ProbeKind::Keepalive,
                 sent: false,
             });

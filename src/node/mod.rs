@@ -31,7 +31,7 @@ use maintenance::Handoff;
 pub const OUTBOUND_CAPACITY: usize = 8;
 /// Notices (contact removals) waiting for `poll_event`. Finished lookups wait
 /// in their own slots and need no room here.
-pub const NOTICE_CAPACITY: usize = 8;
+pub const NOTICE_CAPACITY: usize = 4;
 /// Seeds one `bootstrap` can ping.
 pub const MAX_SEEDS: usize = 8;
 /// Pending GIVE_VALUE hand-offs (a contact joined, left, or a value changed).
@@ -167,7 +167,7 @@ pub struct Node<
     now: Instant,
     table: RoutingTable<A, K, B, I>,
     store: S,
-    lookups: Vec<Lookup<A, C>, L>,
+    lookups: Vec<Lookup<A, C>, L, u8>,
     seeds: Vec<SeedProbe<A>, MAX_SEEDS>,
     outbound: Deque<Outgoing<A>, OUTBOUND_CAPACITY>,
     notices: Deque<Notice<A>, NOTICE_CAPACITY>,
@@ -676,7 +676,10 @@ impl<
         let republish = self.republish_ready().then_some(self.now);
         lookups
             .chain(seeds)
-            .chain(self.table.next_probe_deadline(self.config.request_timeout))
+            .chain(
+                self.table
+                    .next_probe_deadline(self.now, self.config.request_timeout),
+            )
             .chain(self.store.next_expiry())
             .chain(self.next_maintenance)
             .chain(self.next_keepalive())

@@ -144,7 +144,7 @@ pub(crate) struct Lookup<A, const C: usize> {
     pub(crate) target: Key,
     pub(crate) phase: Phase,
     /// Sorted by distance to `target`, closest first.
-    pub(crate) candidates: Vec<Candidate<A>, C>,
+    pub(crate) candidates: Vec<Candidate<A>, C, u8>,
     /// How many closest live candidates must answer for convergence.
     pub(crate) width: usize,
     pub(crate) round: u16,

@@ -27,10 +27,12 @@ pub enum Side {
 /// whoever started the relationship, shares the `K` slots.
 #[derive(Clone, Debug)]
 pub struct Bucket<A, const K: usize, const I: usize = 0> {
-    pub(crate) contacts: Vec<Contact<A>, K>,
-    pub(crate) incoming: Vec<Contact<A>, I>,
+    // One-byte lengths: K and I are at most 255, and a table has 3 * B of
+    // these vectors (60 by default), so usize lengths would waste ~400 bytes.
+    pub(crate) contacts: Vec<Contact<A>, K, u8>,
+    pub(crate) incoming: Vec<Contact<A>, I, u8>,
     /// Peers that could not enter while the bucket was full, most recent last.
-    pub(crate) replacements: Vec<(Peer<A>, Origin), REPLACEMENT_CAPACITY>,
+    pub(crate) replacements: Vec<(Peer<A>, Origin), REPLACEMENT_CAPACITY, u8>,
 }
 
 impl<A: Clone + PartialEq, const K: usize, const I: usize> Default for Bucket<A, K, I> {

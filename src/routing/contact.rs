@@ -23,6 +23,24 @@ pub(crate) enum ProbeKind {
     Keepalive,
 }
 
+/// When a probe was sent: the low 32 bits of its `Instant`. Probes last
+/// seconds, far less than the 49 days after which 32 bits of milliseconds
+/// wrap, and the 4 bytes saved make every contact 8 bytes smaller.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ProbeTime(u32);
+
+impl ProbeTime {
+    pub(crate) fn at(t: Instant) -> Self {
+        ProbeTime(t.as_millis() as u32)
+    }
+
+    /// The instant this stands for, given that it is not after `now`.
+    pub(crate) fn resolve(self, now: Instant) -> Instant {
+        let ago = (now.as_millis() as u32).wrapping_sub(self.0);
+        Instant::from_millis(now.as_millis().saturating_sub(u64::from(ago)))
+    }
+}
+
 /// An outstanding liveness probe (a PING) to a contact.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Probe {
@@ -30,7 +48,7 @@ pub(crate) struct Probe {
     /// The deadline is `sent_at` plus the request timeout (or the next
     /// keepalive tick), which the node knows; not storing it keeps every
     /// contact smaller.
-    pub(crate) sent_at: Instant,
+    pub(crate) sent_at: ProbeTime,
     pub(crate) kind: ProbeKind,
     /// Whether `poll_transmit` has emitted the PING yet.
     pub(crate) sent: bool,

@@ -6,5 +6,5 @@ mod table;
 
 pub use bucket::{Bucket, REPLACEMENT_CAPACITY, Side};
 pub use contact::{Contact, Origin};
-pub(crate) use contact::{Probe, ProbeKind};
+pub(crate) use contact::{Probe, ProbeKind, ProbeTime};
 pub use table::{InsertOutcome, RemovedContact, RoutingTable};

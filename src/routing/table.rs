@@ -2,7 +2,7 @@
 
 use heapless::Vec;
 
-use super::{Bucket, Contact, Origin, Probe, ProbeKind, Side};
+use super::{Bucket, Contact, Origin, Probe, ProbeKind, ProbeTime, Side};
 use crate::id::{Key, NodeId};
 use crate::peer::Peer;
 use crate::time::{Duration, Instant};
@@ -298,7 +298,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             Some(c) => {
                 c.probe = Some(Probe {
                     txid,
-                    sent_at: now,
+                    sent_at: ProbeTime::at(now),
                     kind,
                     sent,
                 });
@@ -327,10 +327,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     }
 
     /// The earliest eviction-probe deadline, probes lasting `timeout`.
-    pub(crate) fn next_probe_deadline(&self, timeout: Duration) -> Option<Instant> {
+    pub(crate) fn next_probe_deadline(&self, now: Instant, timeout: Duration) -> Option<Instant> {
         self.iter()
             .filter_map(|c| match c.probe {
-                Some(p) if p.kind == ProbeKind::Evict => Some(p.sent_at + timeout),
+                Some(p) if p.kind == ProbeKind::Evict => Some(p.sent_at.resolve(now) + timeout),
                 _ => None,
             })
             .min()
@@ -340,8 +340,11 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
         self.iter().find_map(|c| match c.probe {
-            Some(p) if p.kind == ProbeKind::Evict && p.sent_at + timeout <= now => {
-                Some((c.peer.id, c.last_seen > p.sent_at && c.failures == 0))
+            Some(p) if p.kind == ProbeKind::Evict && p.sent_at.resolve(now) + timeout <= now => {
+                Some((
+                    c.peer.id,
+                    c.last_seen > p.sent_at.resolve(now) && c.failures == 0,
+                ))
             }
             _ => None,
         })

@@ -9,7 +9,7 @@ use crate::time::Instant;
 #[derive(Clone, Debug)]
 struct Entry<const V: usize> {
     key: Key,
-    value: Vec<u8, V>,
+    value: Vec<u8, V, u16>,
     expires_at: Instant,
 }
 
@@ -19,7 +19,7 @@ struct Entry<const V: usize> {
 /// longer than `V` is refused with [`StoreStatus::TooLarge`].
 #[derive(Clone, Debug)]
 pub struct MemoryStore<const N: usize, const V: usize> {
-    entries: Vec<Entry<V>, N>,
+    entries: Vec<Entry<V>, N, u16>,
 }
 
 impl<const N: usize, const V: usize> Default for MemoryStore<N, V> {
@@ -51,7 +51,7 @@ impl<const N: usize, const V: usize> Store for MemoryStore<N, V> {
         if let Ttl::Seconds(0) = record.ttl {
             return StoreStatus::Expired;
         }
-        let Ok(value) = Vec::<u8, V>::from_slice(&record.value) else {
+        let Ok(value) = Vec::<u8, V, u16>::from_slice(&record.value) else {
             return StoreStatus::TooLarge;
         };
         let entry = Entry {
