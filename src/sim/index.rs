@@ -19,9 +19,6 @@
 
 use crate::id::{KEY_BITS, Key};
 
-/// Below this many ids a range is sorted by distance directly.
-const SMALL_RANGE: usize = 16;
-
 /// Bit `i` of `key`, most significant first.
 #[inline]
 fn bit(key: &Key, i: usize) -> bool {
@@ -36,8 +33,8 @@ fn split(keys: &[Key], lo: usize, hi: usize, depth: usize) -> usize {
 }
 
 /// Appends to `out` the indices (into `keys`) of the `n` ids of
-/// `keys[lo..hi]` closest to `target`, closest first. Every id in the range
-/// must share its first `depth` bits with every other.
+/// `keys[lo..hi]` closest to `target`, in no particular order. Every id in
+/// the range must share its first `depth` bits with every other.
 pub(crate) fn closest_in_range(
     keys: &[Key],
     lo: usize,
@@ -50,11 +47,9 @@ pub(crate) fn closest_in_range(
     if n == 0 || lo >= hi {
         return;
     }
-    if hi - lo <= SMALL_RANGE.max(n) || depth >= KEY_BITS {
-        let start = out.len();
-        out.extend(lo..hi);
-        out[start..].sort_unstable_by_key(|&i| keys[i].distance(target));
-        out.truncate(start + n.min(hi - lo));
+    if hi - lo <= n || depth >= KEY_BITS {
+        // All of them (or, past the last bit, equal ids: any of them).
+        out.extend(lo..hi.min(lo + n));
         return;
     }
     let mid = split(keys, lo, hi, depth);
@@ -174,6 +169,7 @@ impl KeyIndex {
     pub fn closest(&self, target: &Key, n: usize, out: &mut Vec<u32>) {
         let mut idx = Vec::with_capacity(n);
         closest_in_range(&self.keys, 0, self.keys.len(), 0, target, n, &mut idx);
+        idx.sort_unstable_by_key(|&i| self.keys[i].distance(target));
         out.clear();
         out.extend(idx.into_iter().map(|i| self.nodes[i]));
     }
@@ -211,6 +207,7 @@ mod tests {
                 };
                 let mut out = Vec::new();
                 closest_in_range(&keys, 0, keys.len(), 0, &target, want, &mut out);
+                out.sort_by_key(|&i| keys[i].distance(&target));
                 assert_eq!(out, brute(&keys, &target, want), "n={n} want={want}");
             }
         }

@@ -648,24 +648,33 @@ where
             .collect();
         let sorted = KeyIndex::build(pairs);
         tick(n as u64);
-        // Position of each new node in sorted order.
-        let mut pos_of = vec![0u32; n];
-        for p in 0..sorted.len() {
-            pos_of[sorted.node_at(p) as usize - first] = p as u32;
-        }
+        // Visit the nodes in id order: neighbours in the key space share
+        // the trie path, so the binary searches over `keys` stay in cache.
+        let mut by_addr: Vec<Option<&mut SimNode<S, K, B, L, C, I>>> = fresh
+            .iter_mut()
+            .map(|(_, node)| Some(&mut **node))
+            .collect();
+        let mut in_order: Vec<&mut SimNode<S, K, B, L, C, I>> = (0..sorted.len())
+            .map(|p| {
+                by_addr[sorted.node_at(p) as usize - first]
+                    .take()
+                    .expect("each node once")
+            })
+            .collect();
         let keys = sorted.keys();
-        fresh
+        in_order
             .par_iter_mut()
             .enumerate()
-            .for_each_init(Vec::new, |scratch, (i, (_, node))| {
-                if i % 4096 == 0 {
+            .for_each_init(Vec::new, |scratch, (pos, node)| {
+                if pos % 4096 == 0 {
                     tick(4096.min(n as u64));
                 }
-                table_of(keys, pos_of[i] as usize, K, B, scratch, |_, j| {
+                table_of(keys, pos, K, B, scratch, |_, j| {
                     let peer = Peer::new(keys[j], sorted.node_at(j));
                     node.add_contact(now, peer);
                 });
             });
+        drop(in_order);
         progress.update(total, total);
         for (id, node) in fresh {
             self.ids.push(id);
