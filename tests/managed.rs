@@ -439,3 +439,23 @@ fn a_leaving_node_takes_no_new_contacts() {
     assert_eq!(net.nodes[2].routing_table().len(), before);
     assert!(net.nodes[2].is_leaving());
 }
+
+#[test]
+fn a_lonely_periodic_node_does_not_spin() {
+    let cfg = Config {
+        network_id: 42,
+        maintenance: Maintenance::Periodic {
+            refresh_interval: Duration::from_secs(10),
+            republish_interval: Duration::from_secs(5),
+        },
+        ..Config::default()
+    };
+    let t0 = Instant::from_millis(1);
+    let mut n: Node<u16> = Node::new(cfg, Key::hash(b"alone"), 3, t0);
+    n.put_local(t0, &Record::new(Key::hash(b"k"), b"v", Ttl::Never).unwrap());
+    let t = t0 + Duration::from_secs(5);
+    assert_eq!(n.poll_timeout(), Some(t));
+    n.handle_timeout(t);
+    // Nothing to republish to: the next wakeup is the next timer, not "now".
+    assert!(n.poll_timeout().unwrap() > t);
+}

@@ -237,7 +237,12 @@ impl<
     /// Starts internal puts of stored records while lookup slots are free.
     fn drive_republish(&mut self) {
         while let Some(cursor) = self.republish_cursor {
-            if self.lookups.is_full() || self.table.is_empty() {
+            if self.table.is_empty() {
+                // Nobody to republish to: this round is over.
+                self.republish_cursor = None;
+                return;
+            }
+            if self.lookups.is_full() {
                 return;
             }
             let Some(key) = self.store.key_at(cursor) else {
