@@ -439,6 +439,10 @@ pub struct Simulator<
     running: HashMap<(Addr, u32), u32>,
     /// Operations scheduled or running.
     open: usize,
+    /// `run_until_done` waits for the operations below this index...
+    awaited_below: usize,
+    /// ...of which this many have not ended.
+    awaited_open: usize,
     /// Bumped by `set_churn`: churn events of older epochs are ignored.
     churn_epoch: u32,
     /// Sum of the metrics of nodes that are gone.
@@ -484,6 +488,8 @@ where
             planned: Vec::new(),
             running: HashMap::new(),
             open: 0,
+            awaited_below: 0,
+            awaited_open: 0,
             churn_epoch: 0,
             gone_timeouts: 0,
             scratch_events: Vec::new(),
@@ -863,8 +869,16 @@ where
                 rec.node = addr;
                 rec.error = Some(e);
                 rec.finished = Some(now);
-                self.open -= 1;
+                self.op_done(index);
             }
+        }
+    }
+
+    /// Operation `index` has ended.
+    fn op_done(&mut self, index: usize) {
+        self.open -= 1;
+        if index < self.awaited_below {
+            self.awaited_open -= 1;
         }
     }
 
@@ -941,7 +955,7 @@ where
                 let rec = &mut self.ops[i as usize];
                 rec.error = Some(OpError::NodeGone);
                 rec.finished = Some(self.now);
-                self.open -= 1;
+                self.op_done(i as usize);
             }
         }
     }
@@ -1110,7 +1124,7 @@ where
         let Some(index) = self.running.remove(&(addr, query.0)) else {
             return;
         };
-        self.open -= 1;
+        self.op_done(index as usize);
         let rec = &mut self.ops[index as usize];
         rec.finished = Some(self.now);
         match finish {
@@ -1254,20 +1268,20 @@ where
         true
     }
 
-    /// Runs until every scheduled operation has finished (or the queue runs
-    /// dry), reporting each finished operation to `progress`.
+    /// Runs until every operation scheduled so far has finished (or the
+    /// queue runs dry), reporting each finished operation to `progress`.
+    /// Operations scheduled meanwhile (churn's joins) are not waited for.
     pub fn run_until_done(&mut self, progress: &dyn Progress) {
-        // Churn may schedule joins as the run goes: the total grows.
-        let (mut total, mut done) = (self.open as u64, 0u64);
-        let mut last = self.open;
-        while self.open > 0 && self.step() {
-            if self.open != last {
-                if self.open < last {
-                    done += (last - self.open) as u64;
-                }
-                last = self.open;
-                total = total.max(done + self.open as u64);
-                progress.update(done, total);
+        // Only operations scheduled before this call are waited for: joins
+        // that churn keeps scheduling would otherwise never let it return.
+        self.awaited_below = self.ops.len();
+        self.awaited_open = self.ops.iter().filter(|r| r.finished.is_none()).count();
+        let total = self.awaited_open as u64;
+        let mut last = self.awaited_open;
+        while self.awaited_open > 0 && self.step() {
+            if self.awaited_open != last {
+                last = self.awaited_open;
+                progress.update(total - last as u64, total);
             }
         }
     }
