@@ -400,7 +400,8 @@ where
     sim.run_until_done(&bar);
     let wall = t.elapsed().as_secs_f64();
     bar.finish();
-    let puts = first..sim.ops().len();
+    // Churn may have scheduled joins meanwhile: the puts are the first ones.
+    let puts = first..first + keys.len();
     print_phase("provide (put)", wall, &sim.ops()[puts.clone()]);
     let stored = microkad::sim::Dist::of(sim.ops()[puts].iter().map(|r| r.returned as f64));
     if stored.count > 0 {
