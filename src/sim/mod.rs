@@ -17,10 +17,12 @@
 //! assert_eq!(exact, 50);
 //! ```
 
+mod churn;
 mod index;
 mod network;
 mod report;
 
+pub use churn::{ChurnReport, ChurnScenario, Departure, Detection, TableCensus, run_churn};
 pub use index::KeyIndex;
 pub use network::{Addr, Churn, Op, Progress, SimConfig, SimNode, Simulator, value_for};
 pub use report::{Dist, NetSummary, OpError, OpKind, OpRecord, OpSummary, write_csv};

@@ -5,6 +5,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use rayon::prelude::*;
 
+use super::churn::{Departure, Detection};
 use super::index::{KeyIndex, table_of};
 use super::report::{NetSummary, OpError, OpKind, OpRecord};
 use crate::config::{Config, Maintenance};
@@ -449,6 +450,8 @@ pub struct Simulator<
     gone_timeouts: u64,
     scratch_events: Vec<Event<Addr, K>>,
     scratch_truth: Vec<u32>,
+    /// When nodes went away, and how long their contacts took to notice.
+    pub(super) detection: Detection,
 }
 
 impl<S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>
@@ -494,6 +497,7 @@ where
             gone_timeouts: 0,
             scratch_events: Vec::new(),
             scratch_truth: Vec::new(),
+            detection: Detection::default(),
             cfg,
         };
         sim.schedule_churn(ChurnKind::Crash);
@@ -570,6 +574,11 @@ where
                     .count()
             })
             .sum()
+    }
+
+    /// Departures so far and the delays until routing tables dropped them.
+    pub fn detection(&self) -> &Detection {
+        &self.detection
     }
 
     /// Traffic so far.
@@ -940,6 +949,8 @@ where
         };
         self.gone_timeouts += node.metrics().timeouts;
         drop(node);
+        // A leave has already recorded itself: this keeps the first record.
+        self.note_departure(addr, Departure::Crash);
         self.wire.summary.crashed += 1;
         self.live.remove(addr);
         self.index.remove(&self.ids[addr as usize]);
@@ -969,6 +980,7 @@ where
             return;
         };
         node.leave(now);
+        self.note_departure(addr, Departure::Leave);
         self.flush(addr);
         self.crash(addr);
         self.wire.summary.crashed -= 1;
@@ -1023,8 +1035,10 @@ where
     }
 
     fn on_event(&mut self, addr: Addr, event: Event<Addr, K>) {
+        let mut nearest = None;
         let (query, finish) = match event {
-            Event::ContactRemoved { peer, .. } => {
+            Event::ContactRemoved { peer, reason, .. } => {
+                self.detection.removed(self.now, addr, peer.addr, reason);
                 if self.is_alive(peer.addr) {
                     self.wire.summary.removed.1 += 1;
                 } else {
@@ -1056,6 +1070,7 @@ where
                 stats,
             } => {
                 let accuracy = self.accuracy(addr, &target, &closest, self.b());
+                nearest = self.nearest_found(addr, &target, &closest);
                 (
                     query,
                     Finish::Lookup {
@@ -1127,6 +1142,7 @@ where
         self.op_done(index as usize);
         let rec = &mut self.ops[index as usize];
         rec.finished = Some(self.now);
+        rec.nearest = nearest;
         match finish {
             Finish::Join {
                 contacts,

@@ -84,6 +84,11 @@ pub struct OpRecord {
     /// find_node and get: returned contacts that were dead when the lookup
     /// ended.
     pub dead_returned: u32,
+    /// find_node: whether the returned contacts include the live node
+    /// closest to the target (other than the asking node), from global
+    /// knowledge at the end of the lookup. For a lookup of a live node's id,
+    /// whether it found that node. None for other operations.
+    pub nearest: Option<bool>,
     /// Whether the operation did its job: a find_node returned contacts, a
     /// get found the right value, a put stored at least one replica, a join
     /// ended with a non-empty table.
@@ -104,6 +109,7 @@ impl OpRecord {
             returned: 0,
             accuracy: None,
             dead_returned: 0,
+            nearest: None,
             success: false,
         }
     }
