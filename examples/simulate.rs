@@ -166,6 +166,38 @@ struct Args {
     /// Never draw progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// The experiment: the default one (lookups, provide, retrieve), or the
+    /// maintenance modes side by side under churn (issue 6; there --nodes
+    /// defaults to 1 000, --keepalive to 60 000 and --values to 200).
+    #[arg(long, value_enum, default_value_t = Scenario::Default)]
+    scenario: Scenario,
+    /// --scenario churn: the modes to compare, on the same network.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Periodic, Mode::DownList, Mode::Managed])]
+    modes: Vec<Mode>,
+    /// --scenario churn: simulated hours of churn.
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    /// --scenario churn: share of the nodes replaced per simulated hour (half
+    /// crash, half leave; as many join).
+    #[arg(long, default_value_t = 0.10)]
+    replaced: f64,
+    /// --scenario churn: lookups per simulated minute (alternately of a
+    /// random key and of a live node's id).
+    #[arg(long, default_value_t = 4)]
+    lookups_per_min: u32,
+    /// --scenario churn: simulated minutes between two counts of stale
+    /// routing-table entries.
+    #[arg(long, default_value_t = 10)]
+    sample_min: u64,
+}
+
+/// Which experiment to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Lookups, then provide, then retrieve.
+    Default,
+    /// The maintenance modes under churn, side by side.
+    Churn,
 }
 
 /// A progress bar that appears only once its phase has run for a second.
@@ -214,12 +246,40 @@ impl Progress for PhaseBar {
 }
 
 fn main() {
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let mut args =
+        <Args as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.scenario == Scenario::Churn {
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !given("nodes") {
+            args.nodes = 1_000;
+        }
+        if !given("keepalive") {
+            args.keepalive = 60_000;
+        }
+        if !given("values") {
+            args.values = 200;
+        }
+    }
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
             .expect("thread pool");
+    }
+    if args.scenario == Scenario::Churn {
+        let ok = match args.k {
+            2 => churn::<MemoryStore<32, 64>, 2, 20, 3, 12, 2>(&args),
+            3 => churn::<MemoryStore<32, 64>, 3, 20, 3, 12, 3>(&args),
+            4 => churn::<MemoryStore<32, 64>, 4, 20, 3, 12, 4>(&args),
+            8 => churn::<MemoryStore<32, 64>, 8, 20, 3, 16, 8>(&args),
+            k => {
+                eprintln!("unsupported k = {k} for --scenario churn: use 2, 3, 4 or 8");
+                false
+            }
+        };
+        std::process::exit(if ok { 0 } else { 2 });
     }
     use Profile::*;
     let ok = match (args.profile, args.k) {
@@ -450,5 +510,116 @@ where
             }
         }
     }
+    true
+}
+
+/// `--scenario churn`: each mode of `args.modes` on the same network (same
+/// seed), under the same churn; managed nodes have `I = K` incoming contacts
+/// per bucket (the paper's 2k), the others classic buckets (`I = 0`).
+fn churn<S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>(
+    args: &Args,
+) -> bool
+where
+    S: Store + Default + Send,
+{
+    use microkad::sim::{ChurnReport, ChurnScenario, run_churn};
+    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
+    let replicas = args.replicas.unwrap_or(2 * K as u8);
+    let scenario = ChurnScenario {
+        nodes: args.nodes,
+        duration: Duration::from_millis((args.hours * 3_600_000.0).round() as u64),
+        replaced_per_hour: args.replaced,
+        values: args.values,
+        value_len: args.value_size,
+        lookups_per_min: args.lookups_per_min,
+        sample_every: Duration::from_secs(args.sample_min.max(1) * 60),
+    };
+    let gamma = Duration::from_millis(args.keepalive);
+    println!(
+        "microkad churn scenario: {} nodes (global init), k={K}, alpha={}, b={b}, replicas={replicas}, delay {}-{} ms, loss {}%, seed {}",
+        args.nodes,
+        args.alpha,
+        args.delay_min,
+        args.delay_max.max(args.delay_min),
+        args.loss * 100.0,
+        args.seed
+    );
+    println!(
+        "churn           : {} simulated hours, {}% of the nodes replaced per hour (half crash, half leave; as many join through {} seed(s)); {} values of {} B put before, got after; {} lookups per minute; tables counted every {} min",
+        args.hours,
+        args.replaced * 100.0,
+        args.join_seeds,
+        args.values,
+        args.value_size,
+        args.lookups_per_min,
+        args.sample_min
+    );
+    println!(
+        "modes           : periodic/down-list refresh {} s, republish {} s, I=0; managed gamma={} ms, delta={}, I={I}; request timeout {} ms, max failures {}",
+        args.refresh,
+        args.republish,
+        args.keepalive,
+        args.max_missed,
+        args.request_timeout,
+        args.max_failures
+    );
+    let mut rows = Vec::new();
+    for &mode in &args.modes {
+        let maintenance = match mode {
+            Mode::Off => Maintenance::Off,
+            Mode::Periodic => Maintenance::Periodic {
+                refresh_interval: Duration::from_secs(args.refresh),
+                republish_interval: Duration::from_secs(args.republish),
+            },
+            Mode::DownList => Maintenance::DownList {
+                refresh_interval: Duration::from_secs(args.refresh),
+                republish_interval: Duration::from_secs(args.republish),
+            },
+            Mode::Managed => Maintenance::Managed {
+                keepalive_interval: gamma,
+                max_missed: args.max_missed,
+            },
+        };
+        let cfg = SimConfig {
+            seed: args.seed,
+            node: Config {
+                network_id: args.network_id,
+                alpha: args.alpha.max(1),
+                beta: args.beta.unwrap_or(args.alpha).max(1),
+                closest: b,
+                step_to_stop: args.step_to_stop,
+                request_timeout: Duration::from_millis(args.request_timeout),
+                lookup_timeout: Duration::from_millis(args.lookup_timeout),
+                replicas,
+                max_failures: args.max_failures,
+                maintenance,
+                ..Config::default()
+            },
+            loss: args.loss,
+            fast_share: args.fast_share,
+            delay_min: args.delay_min,
+            delay_max: args.delay_max.max(args.delay_min),
+            churn: Churn::default(),
+            join_seeds: args.join_seeds,
+        };
+        let name = format!("{mode:?}").to_lowercase();
+        let bar = PhaseBar::new(&name, !args.no_progress);
+        let report = if mode == Mode::Managed {
+            run_churn::<S, K, B, L, C, I>(cfg, &scenario, &bar)
+        } else {
+            run_churn::<S, K, B, L, C, 0>(cfg, &scenario, &bar)
+        };
+        bar.finish();
+        println!("{}", report.details(&name));
+        rows.push((name, report));
+    }
+    println!();
+    println!("{}", ChurnReport::header());
+    for (name, r) in &rows {
+        println!("{}", r.row(name, K));
+    }
+    println!(
+        "alive: share of routing-table entries naming a live node (mean of the counts), x/k the same times k; crash/leave: seconds from the departure to its removal from each table that held it (mean/p90); nearest: lookups of random keys that returned the nearest live node; target: lookups of live ids that found the node; values: gets that found the value after the churn; stale: dead entries at the end; B/ns: bytes per live node per second during the churn: live = PING, PONG, REFUSED, LEAVE, DOWN; rfsh = FIND_NODE + NODES beyond the scenario's lookups and joins (estimated); recs = STORE, STORE_ACK, GIVE_VALUE; mnt = their sum; all = every byte; PP B/es = PING + PONG bytes per table entry per second"
+    );
     true
 }
