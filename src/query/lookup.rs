@@ -32,7 +32,8 @@ pub enum LookupKind {
 pub enum Termination {
     /// The closest candidates have all answered.
     Converged,
-    /// `step_to_stop` rounds in a row found no closer node.
+    /// `step_to_stop` rounds in a row found no closer node, and the final
+    /// sweep of the closest unasked candidates did not converge either.
     Stalled,
     /// No candidate was left to ask.
     Exhausted,
@@ -152,6 +153,8 @@ pub(crate) struct Lookup<A, const C: usize> {
     round_resolved: u8,
     round_progress: bool,
     stale_rounds: u8,
+    /// In the final sweep: every unasked one of the `width` closest is asked.
+    sweeping: bool,
     pub(crate) stats: LookupStats,
     pub(crate) started: Instant,
     pub(crate) deadline: Instant,
@@ -186,6 +189,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             round_resolved: 0,
             round_progress: false,
             stale_rounds: 0,
+            sweeping: false,
             stats: LookupStats::default(),
             started: now,
             deadline: now + timeout,
@@ -206,6 +210,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         self.round_resolved = 0;
         self.round_progress = false;
         self.stale_rounds = 0;
+        self.sweeping = false;
     }
 
     /// Adds a candidate in distance order. Returns whether it was added.
@@ -277,15 +282,24 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         timeout: Duration,
         mut txid: impl FnMut() -> u32,
     ) -> u8 {
-        let budget = (alpha as usize).saturating_sub(self.in_flight());
+        let budget = if self.sweeping {
+            usize::MAX
+        } else {
+            (alpha as usize).saturating_sub(self.in_flight())
+        };
         self.round = self.round.wrapping_add(1);
         self.round_sent = 0;
         self.round_resolved = 0;
         self.round_progress = false;
         let round = self.round;
+        // A sweep only asks the `width` closest live candidates.
+        let mut live = 0;
         for c in self.candidates.iter_mut() {
-            if self.round_sent as usize >= budget {
+            if self.round_sent as usize >= budget || (self.sweeping && live >= self.width) {
                 break;
+            }
+            if !matches!(c.state, CandidateState::Failed { .. }) {
+                live += 1;
             }
             if c.state == CandidateState::Fresh {
                 c.state = CandidateState::InFlight {
@@ -350,16 +364,28 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         if let Some(t) = self.termination() {
             return ReplyEffect::SearchDone(t);
         }
-        let needed = beta.clamp(1, self.round_sent.max(1));
+        // The final sweep waits for all its requests; other rounds for β.
+        let needed = if self.sweeping {
+            self.round_sent.max(1)
+        } else {
+            beta.clamp(1, self.round_sent.max(1))
+        };
         if self.round_resolved >= needed || self.in_flight() == 0 {
+            if self.sweeping {
+                // The sweep did not converge (new close nodes appeared, or
+                // some did not answer): stop here, as py-dht would have.
+                return ReplyEffect::SearchDone(Termination::Stalled);
+            }
             if self.round_progress {
                 self.stale_rounds = 0;
             } else {
                 self.stale_rounds = self.stale_rounds.saturating_add(1);
             }
-            // Let the caller start the next round; the stalled check counts it.
+            // After `step_to_stop` rounds without a closer node, one last
+            // round asks every closest candidate not yet asked (Kademlia's
+            // final step), so stopping early does not cost accuracy.
             if self.stale_rounds >= step_to_stop.max(1) {
-                return ReplyEffect::SearchDone(Termination::Stalled);
+                self.sweeping = true;
             }
             self.round_sent = 0;
             self.round_resolved = 0;

@@ -5,9 +5,11 @@
 //! Each round asks up to α of the closest candidates not yet asked; a round ends
 //! when β of its requests have been answered or have failed. The lookup ends
 //! when the `width` closest live candidates have all answered (converged),
-//! after `step_to_stop` rounds that brought no new candidate into those
-//! `width` (stalled), when no candidate is left to ask (exhausted), when a
-//! `get` finds its value, or at its deadline.
+//! when no candidate is left to ask (exhausted), when a `get` finds its
+//! value, or at its deadline. After `step_to_stop` rounds that brought no new
+//! candidate into the `width` closest (py-dht's rule), one final sweep asks
+//! every one of them not yet asked, at once, as Kademlia's last step does;
+//! if even that does not converge, the lookup ends as stalled.
 //!
 //! The lookup does no I/O: it marks candidates "to send", and the node turns
 //! those marks into datagrams in `poll_transmit`. Requests therefore never
