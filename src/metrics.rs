@@ -49,6 +49,9 @@ pub struct Metrics {
     pub invalid_record: u64,
     /// Inbound requests dropped because the outbound queue was full.
     pub overloaded: u64,
+    /// Replacements promoted from a bucket's cache that did not answer their
+    /// verification PING and were dropped again.
+    pub promotions_failed: u64,
     /// Liveness probes not sent because the outbound queue was full.
     pub probes_skipped: u64,
     /// Events dropped because the event queue was full.

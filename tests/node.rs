@@ -522,3 +522,78 @@ fn full_store_answers_full_over_the_wire() {
     assert_eq!(reply.header.txid, 5);
     assert!(server.get_local(&mine.key).is_some());
 }
+
+/// A peer cached while its bucket was full may depart before it is promoted:
+/// a promoted replacement must answer a PING, or it is dropped again.
+#[test]
+fn a_promoted_replacement_must_answer_before_it_counts() {
+    type OneSlot = microkad::Node<u16, microkad::MemoryStore<4, 16>, 1, 8>;
+    // Ids whose first bit differs from ours all share bucket 0.
+    let me = Key([0; 32]);
+    let in_bucket_0 = |n: u8| {
+        let mut id = [0u8; 32];
+        id[0] = 0x80;
+        id[31] = n;
+        Key(id)
+    };
+    let (oldest, cached) = (in_bucket_0(1), in_bucket_0(2));
+    let timeout = config().request_timeout;
+    let mut buf = [0u8; 2048];
+    let sent = |node: &mut OneSlot, buf: &mut [u8]| {
+        let mut out = Vec::new();
+        while let Some(t) = node.poll_transmit(buf) {
+            out.push((
+                t.destination,
+                wire::decode::<u16>(&buf[..t.len], 42).unwrap(),
+            ));
+        }
+        out
+    };
+
+    for answer in [false, true] {
+        let mut node = OneSlot::new(config(), me, 7, Instant::ZERO);
+        let t0 = Instant::ZERO;
+        node.handle_input(t0, 1, &datagram(oldest, 10, 42, Body::Ping))
+            .unwrap();
+        sent(&mut node, &mut buf);
+        // The bucket is full: `cached` waits while `oldest` is checked.
+        node.handle_input(t0, 2, &datagram(cached, 11, 42, Body::Ping))
+            .unwrap();
+        let out = sent(&mut node, &mut buf);
+        assert!(
+            out.iter()
+                .any(|(to, m)| *to == 1 && matches!(m.body, Body::Ping)),
+            "ping-before-evict goes to the oldest contact"
+        );
+        assert!(!node.routing_table().contains(&cached));
+        // `oldest` stays silent: it is evicted and `cached` promoted, which
+        // at once gets a PING of its own.
+        let t1 = t0 + timeout;
+        node.handle_timeout(t1);
+        assert!(!node.routing_table().contains(&oldest));
+        assert!(node.routing_table().contains(&cached));
+        let out = sent(&mut node, &mut buf);
+        let verify = out
+            .iter()
+            .find(|(to, m)| *to == 2 && matches!(m.body, Body::Ping))
+            .expect("the promoted replacement is pinged")
+            .1
+            .header
+            .txid;
+        assert!(node.poll_timeout().is_some_and(|t| t <= t1 + timeout));
+        if answer {
+            node.handle_input(t1, 2, &datagram(cached, verify, 42, Body::Pong))
+                .unwrap();
+        }
+        node.handle_timeout(t1 + timeout);
+        assert_eq!(node.routing_table().contains(&cached), answer);
+        assert_eq!(node.metrics().promotions_failed, u64::from(!answer));
+        let unresponsive = core::iter::from_fn(|| node.poll_event())
+            .filter(|e| {
+                matches!(e, Event::ContactRemoved { peer, reason: microkad::RemovalReason::Unresponsive, .. }
+                    if peer.id == cached)
+            })
+            .count();
+        assert_eq!(unresponsive, usize::from(!answer));
+    }
+}

@@ -287,12 +287,14 @@ impl<
                 kind: HandoffKind::Departed(id),
                 cursor: 0,
             });
-            if let Some(p) = removed.replaced_by {
-                self.queue_handoff(Handoff {
-                    kind: HandoffKind::Joined(p),
-                    cursor: 0,
-                });
-            }
+        }
+        if let Some(promoted) = removed.replaced_by {
+            // A cached replacement may have departed long after it was
+            // cached: it must answer a PING before it counts (and, in managed
+            // mode, before it is handed any record; see `on_added`).
+            let txid = self.rng.next_txid();
+            self.table
+                .start_probe(&promoted.id, txid, self.now, ProbeKind::Verify, false);
         }
     }
 

@@ -466,12 +466,24 @@ impl<
         while let Some((id, heard_since)) =
             self.table.overdue_probe(now, self.config.request_timeout)
         {
+            let verifying = self
+                .table
+                .get(&id)
+                .and_then(|c| c.probe)
+                .is_some_and(|p| p.kind == ProbeKind::Verify);
             if heard_since {
                 // The PONG was lost or is slow, but the contact spoke since.
+                let peer = self.table.get(&id).map(|c| c.peer.clone());
                 self.table.clear_probe(&id);
+                if let (true, Some(peer)) = (verifying, peer) {
+                    self.on_added(peer);
+                }
                 continue;
             }
             self.metrics.timeouts += 1;
+            if verifying {
+                self.metrics.promotions_failed += 1;
+            }
             if let Some(removed) = self.table.record_failure(&id, now, 1) {
                 self.on_removed(removed, RemovalReason::Unresponsive);
             }
@@ -954,10 +966,14 @@ impl<
                 self.metrics.mismatched += 1;
                 return Err(InputError::Mismatched);
             }
+            let verifying = contact.probe.is_some_and(|p| p.kind == ProbeKind::Verify);
             match response {
                 Response::Pong => {
                     self.table.clear_probe(&sender.id);
-                    self.learn(sender, Origin::Outgoing);
+                    self.learn(sender.clone(), Origin::Outgoing);
+                    if verifying {
+                        self.on_added(sender);
+                    }
                 }
                 Response::Refused => {
                     let keepalive = contact
@@ -969,9 +985,13 @@ impl<
                             self.on_removed(removed, RemovalReason::Refused);
                         }
                     } else {
-                        // An eviction check answered: alive, whatever it thinks of us.
+                        // An eviction or promotion check answered: alive,
+                        // whatever it thinks of us.
                         self.table.clear_probe(&sender.id);
-                        self.learn(sender, Origin::Outgoing);
+                        self.learn(sender.clone(), Origin::Outgoing);
+                        if verifying {
+                            self.on_added(sender);
+                        }
                     }
                 }
                 _ => {

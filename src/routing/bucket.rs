@@ -169,8 +169,8 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
             .rposition(|(_, origin)| Self::side_for(*origin) == side);
         let promoted = fits.map(|r| {
             let (peer, origin) = self.replacements.remove(r);
-            // The replacement was heard from recently enough to be cached; it
-            // starts at the fresh end and is probed like any other contact.
+            // It starts at the fresh end, but it may have departed since it
+            // was cached: the node pings it at once (`ProbeKind::Verify`).
             let _ = self.push(side, Contact::new(peer.clone(), now, origin));
             peer
         });

@@ -18,6 +18,10 @@ pub enum Origin {
 pub(crate) enum ProbeKind {
     /// Ping-before-evict: one miss, judged after the request timeout, evicts.
     Evict,
+    /// A replacement just promoted from its bucket's cache. It was heard from
+    /// when it was cached, which may be hours ago, so it must answer within
+    /// the request timeout or it is dropped like a failed eviction probe.
+    Verify,
     /// Managed-connection keepalive: misses are counted at each keepalive
     /// tick, and `max_missed` of them in a row declare the contact dead.
     Keepalive,

@@ -314,7 +314,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             .find(|c| c.probe.is_some_and(|p| p.txid == txid && p.sent))
     }
 
-    /// A keepalive probe not yet emitted: marks it sent and returns its
+    /// A probe not yet emitted: marks it sent and returns its
     /// target and transaction id.
     pub(crate) fn take_unsent_probe(&mut self) -> Option<(A, u32)> {
         self.iter_mut().find_map(|c| match &mut c.probe {
@@ -326,21 +326,24 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         })
     }
 
-    /// The earliest eviction-probe deadline, probes lasting `timeout`.
+    /// The earliest deadline of an eviction or verification probe, probes
+    /// lasting `timeout`.
     pub(crate) fn next_probe_deadline(&self, now: Instant, timeout: Duration) -> Option<Instant> {
         self.iter()
             .filter_map(|c| match c.probe {
-                Some(p) if p.kind == ProbeKind::Evict => Some(p.sent_at.resolve(now) + timeout),
+                Some(p) if p.kind != ProbeKind::Keepalive => Some(p.sent_at.resolve(now) + timeout),
                 _ => None,
             })
             .min()
     }
 
-    /// A contact whose eviction probe is overdue at `now`, if any, and whether
+    /// A contact whose eviction or verification probe is overdue at `now`, if any, and whether
     /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
         self.iter().find_map(|c| match c.probe {
-            Some(p) if p.kind == ProbeKind::Evict && p.sent_at.resolve(now) + timeout <= now => {
+            Some(p)
+                if p.kind != ProbeKind::Keepalive && p.sent_at.resolve(now) + timeout <= now =>
+            {
                 Some((
                     c.peer.id,
                     c.last_seen > p.sent_at.resolve(now) && c.failures == 0,
