@@ -124,6 +124,10 @@ struct Args {
     /// Unanswered requests in a row before a contact is dropped.
     #[arg(long, default_value_t = 2)]
     max_failures: u8,
+    /// Ping-before-evict checks a full bucket's oldest contact only after it
+    /// has been silent this long, s (0: on every arrival).
+    #[arg(long, default_value_t = 900)]
+    ping_oldest_after: u64,
     /// Crashes per virtual second (during lookups, provides and retrieves).
     #[arg(long, default_value_t = 0.0)]
     crash_rate: f64,
@@ -351,6 +355,7 @@ where
         lookup_timeout: Duration::from_millis(args.lookup_timeout),
         replicas: args.replicas.unwrap_or(b),
         max_failures: args.max_failures,
+        ping_oldest_after: Duration::from_secs(args.ping_oldest_after),
         maintenance: match args.maintenance {
             Mode::Off => Maintenance::Off,
             Mode::Periodic => Maintenance::Periodic {
@@ -592,6 +597,7 @@ where
                 lookup_timeout: Duration::from_millis(args.lookup_timeout),
                 replicas,
                 max_failures: args.max_failures,
+                ping_oldest_after: Duration::from_secs(args.ping_oldest_after),
                 maintenance,
                 ..Config::default()
             },

@@ -98,6 +98,16 @@ pub struct Config {
     pub stop_at_first_value: bool,
     /// Consecutive unanswered requests after which a contact is removed.
     pub max_failures: u8,
+    /// Ping-before-evict only checks a full bucket's least recently seen
+    /// contact if it has been silent at least this long. A contact heard
+    /// more recently is taken as alive: the newcomer waits in the replacement
+    /// cache and no PING is sent (BitTorrent's BEP 5 calls such contacts
+    /// "good" for 15 minutes). Without this rule every request from a
+    /// stranger to a full bucket costs a PING and a PONG, and each PING can
+    /// set off another check at its receiver. `Duration::ZERO` checks on
+    /// every arrival. Managed connections never check: they watch every
+    /// contact anyway.
+    pub ping_oldest_after: Duration,
     /// How the table and the records are kept current.
     pub maintenance: Maintenance,
 }
@@ -116,6 +126,7 @@ impl Default for Config {
             replicas: 8,
             stop_at_first_value: true,
             max_failures: 2,
+            ping_oldest_after: Duration::from_secs(15 * 60),
             maintenance: Maintenance::MANAGED,
         }
     }

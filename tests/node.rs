@@ -523,8 +523,9 @@ fn full_store_answers_full_over_the_wire() {
     assert!(server.get_local(&mine.key).is_some());
 }
 
-/// A peer cached while its bucket was full may depart before it is promoted:
-/// a promoted replacement must answer a PING, or it is dropped again.
+/// Ping-before-evict checks only a silent oldest contact; and a peer cached
+/// while its bucket was full may depart before it is promoted, so a promoted
+/// replacement must answer a PING, or it is dropped again.
 #[test]
 fn a_promoted_replacement_must_answer_before_it_counts() {
     type OneSlot = microkad::Node<u16, microkad::MemoryStore<4, 16>, 1, 8>;
@@ -556,8 +557,15 @@ fn a_promoted_replacement_must_answer_before_it_counts() {
         node.handle_input(t0, 1, &datagram(oldest, 10, 42, Body::Ping))
             .unwrap();
         sent(&mut node, &mut buf);
-        // The bucket is full: `cached` waits while `oldest` is checked.
+        // The bucket is full, but `oldest` was just heard: `cached` waits in
+        // the replacement cache and nobody is pinged.
         node.handle_input(t0, 2, &datagram(cached, 11, 42, Body::Ping))
+            .unwrap();
+        let out = sent(&mut node, &mut buf);
+        assert!(!out.iter().any(|(_, m)| matches!(m.body, Body::Ping)));
+        // Once `oldest` has been silent long enough, the next arrival checks it.
+        let t0 = t0 + config().ping_oldest_after;
+        node.handle_input(t0, 2, &datagram(cached, 12, 42, Body::Ping))
             .unwrap();
         let out = sent(&mut node, &mut buf);
         assert!(

@@ -906,7 +906,10 @@ impl<
             // Managed connections keep every contact under watch, so a full
             // bucket's contacts are known alive: the newcomer just waits.
             InsertOutcome::Pending { ping } if !self.config.maintenance.is_managed() => {
-                self.probe(ping.clone())
+                let silent_since = self.table.get(&ping.id).map(|c| c.last_seen);
+                if silent_since.is_some_and(|t| t + self.config.ping_oldest_after <= self.now) {
+                    self.probe(ping.clone())
+                }
             }
             InsertOutcome::AddressConflict => self.metrics.address_conflicts += 1,
             InsertOutcome::Added => self.on_added(peer),
