@@ -160,26 +160,27 @@ impl<
     /// at most δγ after the last message heard from the crashed node.
     fn keepalive_due(&mut self, now: Instant, interval: Duration, max_missed: u8) {
         let max_missed = max_missed.max(1);
-        for c in self.table.iter_mut() {
+        let (rng, metrics) = (&mut self.rng, &mut self.metrics);
+        self.table.start_probes(|c| {
             let due = c.last_seen + interval.saturating_mul(u64::from(c.failures) + 1);
             if due > now || c.failures.saturating_add(1) >= max_missed {
-                continue;
+                return None;
             }
             c.failures += 1;
             // A repeated keepalive reuses the outstanding one's transaction
             // id, so that a late PONG to the first still counts.
             let txid = match c.probe {
                 Some(p) if p.kind == ProbeKind::Keepalive => p.txid,
-                _ => self.rng.next_txid(),
+                _ => rng.next_txid(),
             };
-            c.probe = Some(Probe {
+            metrics.keepalives_sent += 1;
+            Some(Probe {
                 txid,
                 sent_at: crate::routing::ProbeTime::at(now),
                 kind: ProbeKind::Keepalive,
                 sent: false,
-            });
-            self.metrics.keepalives_sent += 1;
-        }
+            })
+        });
         loop {
             let dead = self
                 .table

@@ -56,6 +56,12 @@ pub struct RemovedContact<A> {
 pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
     local: NodeId,
     buckets: [Bucket<A, K, I>; B],
+    /// How many contacts have a probe outstanding, and how many of those are
+    /// not sent yet. The node asks about probes after every datagram; these
+    /// counts let it skip scanning the whole table when there are none,
+    /// which is the common case outside managed mode.
+    probes: u16,
+    unsent_probes: u16,
 }
 
 impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
@@ -70,6 +76,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         RoutingTable {
             local,
             buckets: core::array::from_fn(|_| Bucket::new()),
+            probes: 0,
+            unsent_probes: 0,
         }
     }
 
@@ -108,10 +116,44 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         self.buckets.iter().flat_map(|b| b.iter())
     }
 
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Contact<A>> {
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Contact<A>> {
         self.buckets
             .iter_mut()
             .flat_map(|b| b.contacts.iter_mut().chain(b.incoming.iter_mut()))
+    }
+
+    /// Keeps the probe counts right when a contact's probe goes from `old`
+    /// to `new` (the contact removed counts as `new = None`).
+    fn count_probe_change(&mut self, old: Option<Probe>, new: Option<Probe>) {
+        let unsent = |p: Option<Probe>| u16::from(p.is_some_and(|p| !p.sent));
+        self.probes = self.probes + u16::from(new.is_some()) - u16::from(old.is_some());
+        self.unsent_probes = self.unsent_probes + unsent(new) - unsent(old);
+    }
+
+    /// Calls `f` on every contact; where it returns a probe, that probe
+    /// replaces the contact's own. `f` may update the contact's liveness
+    /// bookkeeping but must leave its probe to this method.
+    pub(crate) fn start_probes(&mut self, mut f: impl FnMut(&mut Contact<A>) -> Option<Probe>) {
+        let (mut probes, mut unsent) = (self.probes, self.unsent_probes);
+        for c in self.iter_mut() {
+            if let Some(new) = f(c) {
+                let old = c.probe.replace(new);
+                probes = probes + 1 - u16::from(old.is_some());
+                unsent = unsent + u16::from(!new.sent) - u16::from(old.is_some_and(|p| !p.sent));
+            }
+        }
+        (self.probes, self.unsent_probes) = (probes, unsent);
+    }
+
+    /// The probe counts, recomputed from the contacts (for checking).
+    #[cfg(debug_assertions)]
+    fn recount_probes(&self) -> (u16, u16) {
+        let probes = self.iter().filter(|c| c.probe.is_some()).count() as u16;
+        let unsent = self
+            .iter()
+            .filter(|c| c.probe.is_some_and(|p| !p.sent))
+            .count() as u16;
+        (probes, unsent)
     }
 
     /// The contact with this id.
@@ -178,8 +220,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let (side, i) = bucket.locate(id)?;
         let c = bucket.get_mut(side, i);
         c.failures = c.failures.saturating_add(1);
-        c.probe = None;
-        if c.failures >= max_failures.max(1) {
+        let old = c.probe.take();
+        let result = if c.failures >= max_failures.max(1) {
             let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
             Some(RemovedContact {
                 contact,
@@ -187,7 +229,9 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             })
         } else {
             None
-        }
+        };
+        self.count_probe_change(old, None);
+        result
     }
 
     /// Removes `id` at once (it left, or is known dead).
@@ -196,6 +240,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let bucket = &mut self.buckets[bi];
         let (side, i) = bucket.locate(id)?;
         let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
+        self.count_probe_change(contact.probe, None);
         Some(RemovedContact {
             contact,
             replaced_by,
@@ -294,14 +339,16 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         kind: ProbeKind,
         sent: bool,
     ) -> bool {
+        let new = Some(Probe {
+            txid,
+            sent_at: ProbeTime::at(now),
+            kind,
+            sent,
+        });
         match self.contact_mut(id) {
             Some(c) => {
-                c.probe = Some(Probe {
-                    txid,
-                    sent_at: ProbeTime::at(now),
-                    kind,
-                    sent,
-                });
+                let old = core::mem::replace(&mut c.probe, new);
+                self.count_probe_change(old, new);
                 true
             }
             None => false,
@@ -310,6 +357,9 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
 
     /// The contact whose outstanding probe has this transaction id.
     pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
+        if self.probes == 0 {
+            return None;
+        }
         self.iter()
             .find(|c| c.probe.is_some_and(|p| p.txid == txid && p.sent))
     }
@@ -317,18 +367,36 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// A probe not yet emitted: marks it sent and returns its
     /// target and transaction id.
     pub(crate) fn take_unsent_probe(&mut self) -> Option<(A, u32)> {
-        self.iter_mut().find_map(|c| match &mut c.probe {
+        if self.unsent_probes == 0 {
+            return None;
+        }
+        let taken = self.iter_mut().find_map(|c| match &mut c.probe {
             Some(p) if !p.sent => {
                 p.sent = true;
                 Some((c.peer.addr.clone(), p.txid))
             }
             _ => None,
-        })
+        });
+        if taken.is_some() {
+            self.unsent_probes -= 1;
+        }
+        taken
     }
 
     /// The earliest deadline of an eviction or verification probe, probes
     /// lasting `timeout`.
     pub(crate) fn next_probe_deadline(&self, now: Instant, timeout: Duration) -> Option<Instant> {
+        // Debug builds (the tests, the fuzzers) check the counts here, after
+        // every call into the node.
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            (self.probes, self.unsent_probes),
+            self.recount_probes(),
+            "probe counts"
+        );
+        if self.probes == 0 {
+            return None;
+        }
         self.iter()
             .filter_map(|c| match c.probe {
                 Some(p) if p.kind != ProbeKind::Keepalive => Some(p.sent_at.resolve(now) + timeout),
@@ -340,6 +408,9 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// A contact whose eviction or verification probe is overdue at `now`, if any, and whether
     /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
+        if self.probes == 0 {
+            return None;
+        }
         self.iter().find_map(|c| match c.probe {
             Some(p)
                 if p.kind != ProbeKind::Keepalive && p.sent_at.resolve(now) + timeout <= now =>
@@ -356,7 +427,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// Forgets the probe of `id` (it answered, or proved alive another way).
     pub(crate) fn clear_probe(&mut self, id: &NodeId) {
         if let Some(c) = self.contact_mut(id) {
-            c.probe = None;
+            let old = c.probe.take();
+            self.count_probe_change(old, None);
         }
     }
 }
