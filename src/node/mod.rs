@@ -935,6 +935,16 @@ impl<
         }
     }
 
+    /// A liveness probe was answered: the contact is alive, and a promoted
+    /// replacement (`verifying`) now counts as a new contact.
+    fn probe_answered(&mut self, sender: Peer<A>, verifying: bool) {
+        self.table.clear_probe(&sender.id);
+        self.learn(sender.clone(), Origin::Outgoing);
+        if verifying {
+            self.on_added(sender);
+        }
+    }
+
     fn contact_failed(&mut self, id: &NodeId) {
         if let Some(removed) = self
             .table
@@ -971,13 +981,7 @@ impl<
             }
             let verifying = contact.probe.is_some_and(|p| p.kind == ProbeKind::Verify);
             match response {
-                Response::Pong => {
-                    self.table.clear_probe(&sender.id);
-                    self.learn(sender.clone(), Origin::Outgoing);
-                    if verifying {
-                        self.on_added(sender);
-                    }
-                }
+                Response::Pong => self.probe_answered(sender, verifying),
                 Response::Refused => {
                     let keepalive = contact
                         .probe
@@ -990,11 +994,7 @@ impl<
                     } else {
                         // An eviction or promotion check answered: alive,
                         // whatever it thinks of us.
-                        self.table.clear_probe(&sender.id);
-                        self.learn(sender.clone(), Origin::Outgoing);
-                        if verifying {
-                            self.on_added(sender);
-                        }
+                        self.probe_answered(sender, verifying);
                     }
                 }
                 _ => {

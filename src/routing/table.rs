@@ -56,12 +56,28 @@ pub struct RemovedContact<A> {
 pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
     local: NodeId,
     buckets: [Bucket<A, K, I>; B],
-    /// How many contacts have a probe outstanding, and how many of those are
-    /// not sent yet. The node asks about probes after every datagram; these
-    /// counts let it skip scanning the whole table when there are none,
-    /// which is the common case outside managed mode.
-    probes: u16,
-    unsent_probes: u16,
+    /// The node asks about probes after every datagram; these counts let it
+    /// skip scanning the whole table when there are none, which is the
+    /// common case outside managed mode.
+    probes: ProbeCounts,
+}
+
+/// How many contacts have a probe outstanding, and how many of those are
+/// not sent yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ProbeCounts {
+    all: u16,
+    unsent: u16,
+}
+
+impl ProbeCounts {
+    /// Follows one contact's probe going from `old` to `new` (a removed
+    /// contact's goes to `None`).
+    fn change(&mut self, old: Option<Probe>, new: Option<Probe>) {
+        let unsent = |p: Option<Probe>| u16::from(p.is_some_and(|p| !p.sent));
+        self.all = self.all + u16::from(new.is_some()) - u16::from(old.is_some());
+        self.unsent = self.unsent + unsent(new) - unsent(old);
+    }
 }
 
 impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
@@ -76,8 +92,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         RoutingTable {
             local,
             buckets: core::array::from_fn(|_| Bucket::new()),
-            probes: 0,
-            unsent_probes: 0,
+            probes: ProbeCounts::default(),
         }
     }
 
@@ -122,38 +137,28 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             .flat_map(|b| b.contacts.iter_mut().chain(b.incoming.iter_mut()))
     }
 
-    /// Keeps the probe counts right when a contact's probe goes from `old`
-    /// to `new` (the contact removed counts as `new = None`).
-    fn count_probe_change(&mut self, old: Option<Probe>, new: Option<Probe>) {
-        let unsent = |p: Option<Probe>| u16::from(p.is_some_and(|p| !p.sent));
-        self.probes = self.probes + u16::from(new.is_some()) - u16::from(old.is_some());
-        self.unsent_probes = self.unsent_probes + unsent(new) - unsent(old);
-    }
-
     /// Calls `f` on every contact; where it returns a probe, that probe
     /// replaces the contact's own. `f` may update the contact's liveness
     /// bookkeeping but must leave its probe to this method.
     pub(crate) fn start_probes(&mut self, mut f: impl FnMut(&mut Contact<A>) -> Option<Probe>) {
-        let (mut probes, mut unsent) = (self.probes, self.unsent_probes);
-        for c in self.iter_mut() {
-            if let Some(new) = f(c) {
-                let old = c.probe.replace(new);
-                probes = probes + 1 - u16::from(old.is_some());
-                unsent = unsent + u16::from(!new.sent) - u16::from(old.is_some_and(|p| !p.sent));
+        let counts = &mut self.probes;
+        for b in self.buckets.iter_mut() {
+            for c in b.contacts.iter_mut().chain(b.incoming.iter_mut()) {
+                if let Some(new) = f(c) {
+                    counts.change(c.probe.replace(new), Some(new));
+                }
             }
         }
-        (self.probes, self.unsent_probes) = (probes, unsent);
     }
 
     /// The probe counts, recomputed from the contacts (for checking).
     #[cfg(debug_assertions)]
-    fn recount_probes(&self) -> (u16, u16) {
-        let probes = self.iter().filter(|c| c.probe.is_some()).count() as u16;
-        let unsent = self
-            .iter()
-            .filter(|c| c.probe.is_some_and(|p| !p.sent))
-            .count() as u16;
-        (probes, unsent)
+    fn recount_probes(&self) -> ProbeCounts {
+        let mut counts = ProbeCounts::default();
+        for c in self.iter() {
+            counts.change(None, c.probe);
+        }
+        counts
     }
 
     /// The contact with this id.
@@ -230,7 +235,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         } else {
             None
         };
-        self.count_probe_change(old, None);
+        self.probes.change(old, None);
         result
     }
 
@@ -240,7 +245,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let bucket = &mut self.buckets[bi];
         let (side, i) = bucket.locate(id)?;
         let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
-        self.count_probe_change(contact.probe, None);
+        self.probes.change(contact.probe, None);
         Some(RemovedContact {
             contact,
             replaced_by,
@@ -348,7 +353,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         match self.contact_mut(id) {
             Some(c) => {
                 let old = core::mem::replace(&mut c.probe, new);
-                self.count_probe_change(old, new);
+                self.probes.change(old, new);
                 true
             }
             None => false,
@@ -357,7 +362,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
 
     /// The contact whose outstanding probe has this transaction id.
     pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
-        if self.probes == 0 {
+        if self.probes.all == 0 {
             return None;
         }
         self.iter()
@@ -367,7 +372,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// A probe not yet emitted: marks it sent and returns its
     /// target and transaction id.
     pub(crate) fn take_unsent_probe(&mut self) -> Option<(A, u32)> {
-        if self.unsent_probes == 0 {
+        if self.probes.unsent == 0 {
             return None;
         }
         let taken = self.iter_mut().find_map(|c| match &mut c.probe {
@@ -378,7 +383,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             _ => None,
         });
         if taken.is_some() {
-            self.unsent_probes -= 1;
+            self.probes.unsent -= 1;
         }
         taken
     }
@@ -389,12 +394,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         // Debug builds (the tests, the fuzzers) check the counts here, after
         // every call into the node.
         #[cfg(debug_assertions)]
-        assert_eq!(
-            (self.probes, self.unsent_probes),
-            self.recount_probes(),
-            "probe counts"
-        );
-        if self.probes == 0 {
+        assert_eq!(self.probes, self.recount_probes(), "probe counts");
+        if self.probes.all == 0 {
             return None;
         }
         self.iter()
@@ -408,7 +409,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// A contact whose eviction or verification probe is overdue at `now`, if any, and whether
     /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
-        if self.probes == 0 {
+        if self.probes.all == 0 {
             return None;
         }
         self.iter().find_map(|c| match c.probe {
@@ -428,7 +429,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     pub(crate) fn clear_probe(&mut self, id: &NodeId) {
         if let Some(c) = self.contact_mut(id) {
             let old = c.probe.take();
-            self.count_probe_change(old, None);
+            self.probes.change(old, None);
         }
     }
 }
