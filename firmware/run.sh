@@ -14,7 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 TIMEOUT="${FIRMWARE_TIMEOUT:-60}"
 TARGET=thumbv7m-none-eabi
-OUT="target/$TARGET/release"
+# Honour CARGO_TARGET_DIR when the caller sets one (relative paths are
+# relative to this directory, as cargo takes them).
+OUT="${CARGO_TARGET_DIR:-target}/$TARGET/release"
 DEFMT_DIR=target/defmt
 QEMU=(qemu-system-arm -cpu cortex-m3 -machine lm3s6965evb -nographic
       -semihosting-config enable=on,target=native -kernel)
