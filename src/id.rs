@@ -46,13 +46,24 @@ macro_rules! word_order {
         impl PartialEq for $t {
             #[inline]
             fn eq(&self, other: &Self) -> bool {
-                words(&self.0) == words(&other.0)
+                // Equality needs no byte order: comparing the arrays lets the
+                // compiler use wide loads straight from memory, where going
+                // through `words` made it byte-swap into a stack copy first.
+                self.0 == other.0
             }
         }
         impl Ord for $t {
             #[inline]
             fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-                words(&self.0).cmp(&words(&other.0))
+                // Word by word in registers; the arrays' own `cmp` would
+                // store the swapped words and read them back as vectors.
+                let (a, b) = (words(&self.0), words(&other.0));
+                for (x, y) in a.iter().zip(b.iter()) {
+                    if x != y {
+                        return x.cmp(y);
+                    }
+                }
+                core::cmp::Ordering::Equal
             }
         }
         impl core::hash::Hash for $t {
