@@ -340,31 +340,30 @@ fn print_phase(name: &str, wall: f64, records: &[OpRecord]) {
     }
 }
 
-fn run<S, const K: usize, const B: usize, const L: usize, const C: usize>(args: &Args) -> bool
-where
-    S: Store + Default + Send,
-{
-    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
-    let node = Config {
+/// The nodes' protocol parameters from the command line, in maintenance `mode`.
+fn node_config(args: &Args, mode: Mode, closest: u8, replicas: u8) -> Config {
+    let refresh_interval = Duration::from_secs(args.refresh);
+    let republish_interval = Duration::from_secs(args.republish);
+    Config {
         network_id: args.network_id,
         alpha: args.alpha.max(1),
         beta: args.beta.unwrap_or(args.alpha).max(1),
-        closest: b,
+        closest,
         step_to_stop: args.step_to_stop,
         request_timeout: Duration::from_millis(args.request_timeout),
         lookup_timeout: Duration::from_millis(args.lookup_timeout),
-        replicas: args.replicas.unwrap_or(b),
+        replicas,
         max_failures: args.max_failures,
         ping_oldest_after: Duration::from_secs(args.ping_oldest_after),
-        maintenance: match args.maintenance {
+        maintenance: match mode {
             Mode::Off => Maintenance::Off,
             Mode::Periodic => Maintenance::Periodic {
-                refresh_interval: Duration::from_secs(args.refresh),
-                republish_interval: Duration::from_secs(args.republish),
+                refresh_interval,
+                republish_interval,
             },
             Mode::DownList => Maintenance::DownList {
-                refresh_interval: Duration::from_secs(args.refresh),
-                republish_interval: Duration::from_secs(args.republish),
+                refresh_interval,
+                republish_interval,
             },
             Mode::Managed => Maintenance::Managed {
                 keepalive_interval: Duration::from_millis(args.keepalive),
@@ -372,7 +371,15 @@ where
             },
         },
         ..Config::default()
-    };
+    }
+}
+
+fn run<S, const K: usize, const B: usize, const L: usize, const C: usize>(args: &Args) -> bool
+where
+    S: Store + Default + Send,
+{
+    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
+    let node = node_config(args, args.maintenance, b, args.replicas.unwrap_or(b));
     let cfg = SimConfig {
         seed: args.seed,
         node,
@@ -539,7 +546,6 @@ where
         lookups_per_min: args.lookups_per_min,
         sample_every: Duration::from_secs(args.sample_min.max(1) * 60),
     };
-    let gamma = Duration::from_millis(args.keepalive);
     println!(
         "microkad churn scenario: {} nodes (global init), k={K}, alpha={}, b={b}, replicas={replicas}, delay {}-{} ms, loss {}%, seed {}",
         args.nodes,
@@ -570,37 +576,9 @@ where
     );
     let mut rows = Vec::new();
     for &mode in &args.modes {
-        let maintenance = match mode {
-            Mode::Off => Maintenance::Off,
-            Mode::Periodic => Maintenance::Periodic {
-                refresh_interval: Duration::from_secs(args.refresh),
-                republish_interval: Duration::from_secs(args.republish),
-            },
-            Mode::DownList => Maintenance::DownList {
-                refresh_interval: Duration::from_secs(args.refresh),
-                republish_interval: Duration::from_secs(args.republish),
-            },
-            Mode::Managed => Maintenance::Managed {
-                keepalive_interval: gamma,
-                max_missed: args.max_missed,
-            },
-        };
         let cfg = SimConfig {
             seed: args.seed,
-            node: Config {
-                network_id: args.network_id,
-                alpha: args.alpha.max(1),
-                beta: args.beta.unwrap_or(args.alpha).max(1),
-                closest: b,
-                step_to_stop: args.step_to_stop,
-                request_timeout: Duration::from_millis(args.request_timeout),
-                lookup_timeout: Duration::from_millis(args.lookup_timeout),
-                replicas,
-                max_failures: args.max_failures,
-                ping_oldest_after: Duration::from_secs(args.ping_oldest_after),
-                maintenance,
-                ..Config::default()
-            },
+            node: node_config(args, mode, b, replicas),
             loss: args.loss,
             fast_share: args.fast_share,
             delay_min: args.delay_min,
