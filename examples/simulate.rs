@@ -374,13 +374,9 @@ fn node_config(args: &Args, mode: Mode, closest: u8, replicas: u8) -> Config {
     }
 }
 
-fn run<S, const K: usize, const B: usize, const L: usize, const C: usize>(args: &Args) -> bool
-where
-    S: Store + Default + Send,
-{
-    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
-    let node = node_config(args, args.maintenance, b, args.replicas.unwrap_or(b));
-    let cfg = SimConfig {
+/// The network's parameters from the command line (churn is set later).
+fn sim_config(args: &Args, node: Config) -> SimConfig {
+    SimConfig {
         seed: args.seed,
         node,
         loss: args.loss,
@@ -389,7 +385,16 @@ where
         delay_max: args.delay_max.max(args.delay_min),
         churn: Churn::default(),
         join_seeds: args.join_seeds,
-    };
+    }
+}
+
+fn run<S, const K: usize, const B: usize, const L: usize, const C: usize>(args: &Args) -> bool
+where
+    S: Store + Default + Send,
+{
+    let b = args.b.unwrap_or(K as u8).clamp(1, K as u8);
+    let node = node_config(args, args.maintenance, b, args.replicas.unwrap_or(b));
+    let cfg = sim_config(args, node);
     let churn = Churn {
         crash_per_sec: args.crash_rate,
         leave_per_sec: args.leave_rate,
@@ -576,16 +581,7 @@ where
     );
     let mut rows = Vec::new();
     for &mode in &args.modes {
-        let cfg = SimConfig {
-            seed: args.seed,
-            node: node_config(args, mode, b, replicas),
-            loss: args.loss,
-            fast_share: args.fast_share,
-            delay_min: args.delay_min,
-            delay_max: args.delay_max.max(args.delay_min),
-            churn: Churn::default(),
-            join_seeds: args.join_seeds,
-        };
+        let cfg = sim_config(args, node_config(args, mode, b, replicas));
         let name = format!("{mode:?}").to_lowercase();
         let bar = PhaseBar::new(&name, !args.no_progress);
         let report = if mode == Mode::Managed {
