@@ -120,6 +120,21 @@ impl Key {
         Key(out)
     }
 
+    /// Orders `a` and `b` by their XOR distance to `self`, nearest first:
+    /// `self.distance(a).cmp(&self.distance(b))` without building either
+    /// distance. Routing tables and lookups sort by this in their inner loops.
+    #[inline]
+    pub fn cmp_distance(&self, a: &Key, b: &Key) -> core::cmp::Ordering {
+        let (t, a, b) = (words(&self.0), words(&a.0), words(&b.0));
+        for i in 0..t.len() {
+            let (x, y) = (a[i] ^ t[i], b[i] ^ t[i]);
+            if x != y {
+                return x.cmp(&y);
+            }
+        }
+        core::cmp::Ordering::Equal
+    }
+
     /// The XOR distance from `self` to `other`.
     pub fn distance(&self, other: &Key) -> Distance {
         let mut out = [0u8; KEY_LEN];
@@ -267,6 +282,12 @@ mod tests {
             let (x, y) = (a.distance(&Key::ZERO), b.distance(&Key::ZERO));
             prop_assert_eq!(x.cmp(&y), x.0.cmp(&y.0));
             prop_assert_eq!(x == y, x.0 == y.0);
+        }
+
+        #[test]
+        fn cmp_distance_matches_distance_order(t in key(), a in key(), b in key(), same in any::<bool>()) {
+            let b = if same { a } else { b };
+            prop_assert_eq!(t.cmp_distance(&a, &b), t.distance(&a).cmp(&t.distance(&b)));
         }
 
         #[test]

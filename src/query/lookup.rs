@@ -220,10 +220,10 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         if peer.id == *local {
             return false;
         }
-        let d = peer.id.distance(&self.target);
+        let target = self.target;
         let pos = self
             .candidates
-            .partition_point(|c| c.peer.id.distance(&self.target) < d);
+            .partition_point(|c| target.cmp_distance(&c.peer.id, &peer.id).is_lt());
         // Each id has its own distance to the target, so a peer already
         // listed sits exactly at `pos`: no scan of the list is needed.
         if self

@@ -274,28 +274,28 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             return;
         }
         let split = self.bucket_index(key);
-        let push_group =
-            |out: &mut Vec<Peer<A>, N>, bucket: &Bucket<A, K, I>, group_start: usize| {
-                for c in bucket.iter() {
-                    if Some(&c.peer.id) == exclude {
-                        continue;
-                    }
-                    let d = c.peer.id.distance(key);
-                    // Position within the current group, which starts at `group_start`.
-                    let mut pos = out.len();
-                    while pos > group_start && out[pos - 1].id.distance(key) > d {
-                        pos -= 1;
-                    }
-                    if pos >= n {
-                        continue;
-                    }
-                    if out.len() == n {
-                        out.pop();
-                    }
-                    // Cannot fail: len < n <= N after the pop.
-                    let _ = out.insert(pos, c.peer.clone());
+        let push_group = |out: &mut Vec<Peer<A>, N>,
+                          bucket: &Bucket<A, K, I>,
+                          group_start: usize| {
+            for c in bucket.iter() {
+                if Some(&c.peer.id) == exclude {
+                    continue;
                 }
-            };
+                // Position within the current group, which starts at `group_start`.
+                let mut pos = out.len();
+                while pos > group_start && key.cmp_distance(&out[pos - 1].id, &c.peer.id).is_gt() {
+                    pos -= 1;
+                }
+                if pos >= n {
+                    continue;
+                }
+                if out.len() == n {
+                    out.pop();
+                }
+                // Cannot fail: len < n <= N after the pop.
+                let _ = out.insert(pos, c.peer.clone());
+            }
+        };
         // The contacts of the bucket `key` falls in agree with `key` on the
         // bit where it leaves this node's id, and those of every later bucket
         // do not: the first group alone often fills `out`. (When `key` falls
