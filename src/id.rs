@@ -18,11 +18,57 @@ pub const KEY_BITS: usize = KEY_LEN * 8;
 /// A 256-bit identifier: a node id or a record key.
 ///
 /// Ordered as a 256-bit big-endian integer.
-#[derive(Clone, Copy, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Eq)]
 pub struct Key(pub [u8; KEY_LEN]);
 
 /// A key used as a node's identity.
 pub type NodeId = Key;
+
+// On the wire a key is a byte string: postcard writes its length (one byte,
+// 32) and copies the 32 bytes in one go. As a plain array it would cost no
+// length byte but pass through serde one byte at a time, which made key
+// (de)serialisation a fifth of the simulator's time at k = 20.
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_bytes(KeyVisitor)
+    }
+}
+
+/// Accepts exactly [`KEY_LEN`] bytes.
+struct KeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{KEY_LEN} bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Key, E> {
+        let bytes = <[u8; KEY_LEN]>::try_from(v).map_err(|_| E::invalid_length(v.len(), &self))?;
+        Ok(Key(bytes))
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Key, S::Error> {
+        // Formats without a byte-string type (JSON, for one) send a sequence.
+        let mut bytes = [0u8; KEY_LEN];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = seq
+                .next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        if seq.next_element::<u8>()?.is_some() {
+            return Err(serde::de::Error::invalid_length(KEY_LEN + 1, &self));
+        }
+        Ok(Key(bytes))
+    }
+}
 
 /// The XOR distance between two keys, ordered as a 256-bit big-endian integer.
 #[derive(Clone, Copy, Eq)]
@@ -118,6 +164,13 @@ impl Key {
         let rest_mask = !keep_mask & !flip;
         out[byte] = (self.0[byte] & keep_mask) | (!self.0[byte] & flip) | (out[byte] & rest_mask);
         Key(out)
+    }
+
+    /// The first 64 bits, as a big-endian integer: the XOR of two keys'
+    /// first words is the first word of their distance.
+    #[inline]
+    pub fn first_word(&self) -> u64 {
+        words(&self.0)[0]
     }
 
     /// Orders `a` and `b` by their XOR distance to `self`, nearest first:

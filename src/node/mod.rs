@@ -20,7 +20,12 @@ use crate::rng::Rng;
 use crate::routing::{InsertOutcome, Origin, ProbeKind, RoutingTable};
 use crate::store::{MemoryStore, Record, Store, StoreStatus};
 use crate::time::Instant;
-use crate::wire::{self, Body, DecodeError, Header, MAX_CONTACTS, Message, RefuseReason};
+use crate::wire::{
+    self, Body, DecodeError, EncodeError, Header, MAX_CONTACTS, Message, MessageKind, RefuseReason,
+};
+
+/// The length of an encoded message, or why it could not be encoded.
+type Encoded = Result<usize, EncodeError>;
 
 mod maintenance;
 
@@ -635,9 +640,8 @@ impl<
     /// dropped and counted in [`Metrics::encode_failures`].
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit<A>> {
         loop {
-            let (destination, header, body) = self.next_message()?;
-            let kind = body.kind();
-            match wire::encode(&Message { header, body }, buf) {
+            let (destination, kind, encoded) = self.next_message(buf)?;
+            match encoded {
                 Ok(len) => {
                     self.metrics.count_out(kind, len);
                     return Some(Transmit { destination, len });
@@ -1141,15 +1145,20 @@ impl<
         Ok(())
     }
 
-    /// The next message to send: queued responses and probes first, then
-    /// requests marked on lookups, seed pings, keepalives, GIVE_VALUE
-    /// hand-offs and LEAVE announcements.
-    fn next_message(&mut self) -> Option<(A, Header, Body<A>)> {
+    /// The next message to send, encoded into `buf`: queued responses and
+    /// probes first, then requests marked on lookups, seed pings, keepalives,
+    /// GIVE_VALUE hand-offs and LEAVE announcements. Each message is encoded
+    /// where it is built: a NODES reply goes from the routing table to the
+    /// buffer without being copied into a message first.
+    fn next_message(&mut self, buf: &mut [u8]) -> Option<(A, MessageKind, Encoded)> {
         let (network, sender) = (self.config.network_id, self.id);
         let header = move |txid| Header {
             network,
             txid,
             sender,
+        };
+        let encode = |to: A, header: Header, body: &Body<A>, buf: &mut [u8]| {
+            (to, body.kind(), wire::encode_parts(&header, body, buf))
         };
         if let Some(out) = self.outbound.pop_front() {
             let body = match out.what {
@@ -1160,13 +1169,19 @@ impl<
                     reason: RefuseReason::BucketFull,
                 },
                 Outbound::Down { dead } => Body::Down { dead },
-                Outbound::Nodes { target, requester } => self.nodes_body(&target, &requester),
+                Outbound::Nodes { target, requester } => {
+                    let nodes = self.encode_nodes(header(out.txid), &target, &requester, buf);
+                    return Some((out.to, MessageKind::Nodes, nodes));
+                }
                 Outbound::ValueOrNodes { key, requester } => match self.store.get(&key, self.now) {
                     Some(record) => Body::Value { record },
-                    None => self.nodes_body(&key, &requester),
+                    None => {
+                        let nodes = self.encode_nodes(header(out.txid), &key, &requester, buf);
+                        return Some((out.to, MessageKind::Nodes, nodes));
+                    }
                 },
             };
-            return Some((out.to, header(out.txid), body));
+            return Some(encode(out.to, header(out.txid), &body, buf));
         }
         for l in self.lookups.iter_mut() {
             for c in l.candidates.iter_mut() {
@@ -1189,7 +1204,7 @@ impl<
                     _ => continue,
                 };
                 l.stats.requests = l.stats.requests.saturating_add(1);
-                return Some((c.peer.addr.clone(), header(txid), body));
+                return Some(encode(c.peer.addr.clone(), header(txid), &body, buf));
             }
         }
         for s in self.seeds.iter_mut() {
@@ -1198,26 +1213,34 @@ impl<
                 if let Some(l) = self.lookups.iter_mut().find(|l| l.id == s.query) {
                     l.stats.requests = l.stats.requests.saturating_add(1);
                 }
-                return Some((s.addr.clone(), header(s.txid), Body::Ping));
+                return Some(encode(s.addr.clone(), header(s.txid), &Body::Ping, buf));
             }
         }
         if let Some((to, txid)) = self.table.take_unsent_probe() {
-            return Some((to, header(txid), Body::Ping));
+            return Some(encode(to, header(txid), &Body::Ping, buf));
         }
         if let Some((to, txid, body)) = self.next_handoff() {
-            return Some((to, header(txid), body));
+            return Some(encode(to, header(txid), &body, buf));
         }
         if let Some((to, txid, body)) = self.next_leave() {
-            return Some((to, header(txid), body));
+            return Some(encode(to, header(txid), &body, buf));
         }
         None
     }
 
-    fn nodes_body(&self, target: &Key, requester: &NodeId) -> Body<A> {
-        let mut contacts: Vec<Peer<A>, MAX_CONTACTS> = Vec::new();
-        self.table
-            .closest_into(target, self.b(), Some(requester), &mut contacts);
-        Body::Nodes { contacts }
+    /// Encodes the NODES reply to `requester` about `target` straight from
+    /// the routing table.
+    fn encode_nodes(
+        &self,
+        header: Header,
+        target: &Key,
+        requester: &NodeId,
+        buf: &mut [u8],
+    ) -> Encoded {
+        let contacts = self
+            .table
+            .closest_refs::<MAX_CONTACTS>(target, self.b(), Some(requester));
+        wire::encode_nodes(&header, &contacts, buf)
     }
 
     fn outcome(&self, l: Lookup<A, C>, termination: Termination) -> Event<A, K> {

@@ -56,6 +56,11 @@ pub struct RemovedContact<A> {
 pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
     local: NodeId,
     buckets: [Bucket<A, K, I>; B],
+    /// How many contacts each bucket holds, kept apart from the buckets:
+    /// `closest` walks past many buckets, most of them empty in a large
+    /// table's deep end, and reading this array touches one cache line where
+    /// reading each bucket's own length touched one per bucket.
+    fill: [u8; B],
     /// The node asks about probes after every datagram; these counts let it
     /// skip scanning the whole table when there are none, which is the
     /// common case outside managed mode.
@@ -92,6 +97,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         RoutingTable {
             local,
             buckets: core::array::from_fn(|_| Bucket::new()),
+            fill: [0; B],
             probes: ProbeCounts::default(),
         }
     }
@@ -196,6 +202,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             .push(side, Contact::new(peer.clone(), now, origin))
             .is_ok()
         {
+            self.fill[bi] = bucket.len() as u8;
             return InsertOutcome::Added;
         }
         bucket.remember(peer, origin);
@@ -228,6 +235,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let old = c.probe.take();
         let result = if c.failures >= max_failures.max(1) {
             let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
+            self.fill[bi] = bucket.len() as u8;
             Some(RemovedContact {
                 contact,
                 replaced_by,
@@ -245,6 +253,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let bucket = &mut self.buckets[bi];
         let (side, i) = bucket.locate(id)?;
         let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
+        self.fill[bi] = bucket.len() as u8;
         self.probes.change(contact.probe, None);
         Some(RemovedContact {
             contact,
@@ -254,13 +263,6 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
 
     /// Copies into `out` the contacts closest to `key` by XOR distance,
     /// closest first, at most `n` (and at most `N`), skipping `exclude`.
-    ///
-    /// No allocation and no full sort: contacts in the bucket `key` falls in
-    /// are closer to `key` than those of the buckets past it, which are
-    /// closer than those of any bucket before it, and bucket `i < index(key)`
-    /// is closer than bucket `i - 1`. So the buckets are visited in that
-    /// order and only each group is sorted, by insertion into `out`; the walk
-    /// stops once `out` is full.
     pub fn closest_into<const N: usize>(
         &self,
         key: &Key,
@@ -269,63 +271,68 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         out: &mut Vec<Peer<A>, N>,
     ) {
         out.clear();
-        let n = n.min(N);
-        if n == 0 {
-            return;
+        for peer in self.closest_refs::<N>(key, n, exclude) {
+            // Cannot fail: both hold at most N.
+            let _ = out.push(peer.clone());
         }
-        let split = self.bucket_index(key);
-        let push_group = |out: &mut Vec<Peer<A>, N>,
-                          bucket: &Bucket<A, K, I>,
-                          group_start: usize| {
+    }
+
+    /// The contacts closest to `key` by XOR distance, closest first, at most
+    /// `n` (and at most `N`), skipping `exclude`: references into the table,
+    /// so that a reply can be encoded without copying a contact.
+    ///
+    /// No allocation and no full sort: contacts in the bucket `key` falls in
+    /// are closer to `key` than those of the buckets past it, which are
+    /// closer than those of any bucket before it, and bucket `i < index(key)`
+    /// is closer than bucket `i - 1`. So the buckets are visited in that
+    /// order, each contact is inserted into a sorted list of at most `n`,
+    /// and the walk stops once the list is full at the end of a group.
+    pub fn closest_refs<'a, const N: usize>(
+        &'a self,
+        key: &Key,
+        n: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<&'a Peer<A>, N> {
+        let n = n.min(N);
+        let mut best: Vec<(u64, &Peer<A>), N> = Vec::new();
+        let push_group = |best: &mut Vec<(u64, &'a Peer<A>), N>, bucket: &'a Bucket<A, K, I>| {
             for c in bucket.iter() {
-                if Some(&c.peer.id) == exclude {
-                    continue;
+                if Some(&c.peer.id) != exclude {
+                    insert_by_distance(best, n, key, &c.peer);
                 }
-                // Position within the current group, which starts at `group_start`.
-                let mut pos = out.len();
-                while pos > group_start && key.cmp_distance(&out[pos - 1].id, &c.peer.id).is_gt() {
-                    pos -= 1;
-                }
-                if pos >= n {
-                    continue;
-                }
-                if out.len() == n {
-                    out.pop();
-                }
-                // Cannot fail: len < n <= N after the pop.
-                let _ = out.insert(pos, c.peer.clone());
             }
         };
+        let split = self.bucket_index(key);
         // The contacts of the bucket `key` falls in agree with `key` on the
         // bit where it leaves this node's id, and those of every later bucket
-        // do not: the first group alone often fills `out`. (When `key` falls
-        // in the last bucket, which merges every longer prefix, that bucket
-        // is the whole group.)
-        push_group(out, &self.buckets[split], 0);
-        if out.len() < n {
-            let start = out.len();
-            for bucket in &self.buckets[split + 1..] {
-                push_group(out, bucket, start);
+        // do not: the first group alone often fills the list. (When `key`
+        // falls in the last bucket, which merges every longer prefix, that
+        // bucket is the whole group.)
+        let occupied = |i: &usize| self.fill[*i] > 0;
+        push_group(&mut best, &self.buckets[split]);
+        if best.len() < n {
+            for i in (split + 1..B).filter(occupied) {
+                push_group(&mut best, &self.buckets[i]);
             }
         }
-        for bucket in self.buckets[..split].iter().rev() {
-            if out.len() >= n {
+        for i in (0..split).rev().filter(occupied) {
+            if best.len() >= n {
                 break;
             }
-            let start = out.len();
-            push_group(out, bucket, start);
+            push_group(&mut best, &self.buckets[i]);
         }
+        best.iter().map(|&(_, peer)| peer).collect()
     }
 
     /// The number of contacts in each bucket.
     pub fn bucket_fill(&self) -> [u8; B] {
-        core::array::from_fn(|i| self.buckets[i].len() as u8)
+        self.fill
     }
 
     /// The index of the nearest non-empty bucket (the one holding our closest
     /// neighbour), if the table has any contact.
     pub fn nearest_bucket(&self) -> Option<usize> {
-        self.buckets.iter().rposition(|b| !b.is_empty())
+        self.fill.iter().rposition(|&n| n > 0)
     }
 
     pub(crate) fn contact_mut(&mut self, id: &NodeId) -> Option<&mut Contact<A>> {
@@ -391,10 +398,19 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// The earliest deadline of an eviction or verification probe, probes
     /// lasting `timeout`.
     pub(crate) fn next_probe_deadline(&self, now: Instant, timeout: Duration) -> Option<Instant> {
-        // Debug builds (the tests, the fuzzers) check the counts here, after
+        // Debug builds (the tests, the fuzzers) check the counts and the fill
+        // here, after
         // every call into the node.
         #[cfg(debug_assertions)]
         assert_eq!(self.probes, self.recount_probes(), "probe counts");
+        #[cfg(debug_assertions)]
+        assert!(
+            self.buckets
+                .iter()
+                .zip(&self.fill)
+                .all(|(b, &n)| b.len() == n as usize),
+            "bucket fill"
+        );
         if self.probes.all == 0 {
             return None;
         }
@@ -432,6 +448,33 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             self.probes.change(old, None);
         }
     }
+}
+
+/// Inserts `peer` into `best`, which is sorted by distance to `key` and keeps
+/// at most `n` entries. Each entry carries the first 64 bits of its distance:
+/// among a table's contacts they almost never tie, so most comparisons are
+/// one integer comparison, and only a tie compares whole keys.
+fn insert_by_distance<'a, A, const N: usize>(
+    best: &mut Vec<(u64, &'a Peer<A>), N>,
+    n: usize,
+    key: &Key,
+    peer: &'a Peer<A>,
+) {
+    let d = key.first_word() ^ peer.id.first_word();
+    let farther =
+        |e: &(u64, &Peer<A>)| e.0 > d || (e.0 == d && key.cmp_distance(&e.1.id, &peer.id).is_gt());
+    let mut pos = best.len();
+    while pos > 0 && farther(&best[pos - 1]) {
+        pos -= 1;
+    }
+    if pos >= n {
+        return;
+    }
+    if best.len() == n {
+        best.pop();
+    }
+    // Cannot fail: len < n <= N after the pop.
+    let _ = best.insert(pos, (d, peer));
 }
 
 #[cfg(test)]

@@ -1,16 +1,53 @@
 //! Encoding and decoding datagrams.
 
+use serde::Serialize;
+use serde::ser::SerializeStructVariant;
+
 use super::{Body, DecodeError, EncodeError, Header, Message, MessageKind, VERSION};
-use crate::peer::Address;
+use crate::peer::{Address, Peer};
 
 /// Encodes `msg` into `out`; the number of bytes written.
 pub fn encode<A: Address>(msg: &Message<A>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_parts(&msg.header, &msg.body, out)
+}
+
+/// [`encode`] for a header and a body that are not assembled into a
+/// [`Message`] (assembling one would copy the body).
+pub(crate) fn encode_parts<B: Serialize>(
+    header: &Header,
+    body: &B,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
     let (first, rest) = out.split_first_mut().ok_or(EncodeError::BufferTooSmall)?;
     *first = VERSION;
-    let used = postcard::to_slice(&(&msg.header, &msg.body), rest)
+    let used = postcard::to_slice(&(header, body), rest)
         .map_err(|_| EncodeError::BufferTooSmall)?
         .len();
     Ok(1 + used)
+}
+
+/// Encodes a NODES reply whose contacts are references (into a routing
+/// table): the same bytes as [`Body::Nodes`] holding copies of them.
+pub(crate) fn encode_nodes<A: Address>(
+    header: &Header,
+    contacts: &[&Peer<A>],
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    encode_parts(header, &NodesRef(contacts), out)
+}
+
+/// The NODES variant of [`Body`], borrowing its contacts.
+struct NodesRef<'a, A>(&'a [&'a Peer<A>]);
+
+impl<A: Address> Serialize for NodesRef<'_, A> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // What `#[derive(Serialize)]` writes for `Body::Nodes { contacts }`;
+        // a test checks that the bytes agree.
+        let mut v =
+            serializer.serialize_struct_variant("Body", MessageKind::Nodes as u32, "Nodes", 1)?;
+        v.serialize_field("contacts", self.0)?;
+        v.end()
+    }
 }
 
 fn body_error(e: postcard::Error) -> DecodeError {
@@ -84,13 +121,15 @@ mod tests {
     #[test]
     fn ping_layout_is_as_documented() {
         let bytes = encoded(Body::Ping);
-        // version, network varint (7), txid LE, 32-byte sender, kind 0.
+        // version, network varint (7), txid LE, sender (length 32, then
+        // its 32 bytes), kind 0.
         assert_eq!(bytes[0], VERSION);
         assert_eq!(bytes[1], 7);
         assert_eq!(&bytes[2..6], &0xDEAD_BEEFu32.to_le_bytes());
-        assert_eq!(&bytes[6..38], Key::hash(b"sender").as_bytes());
-        assert_eq!(bytes[38], 0);
-        assert_eq!(bytes.len(), 39);
+        assert_eq!(bytes[6], 32);
+        assert_eq!(&bytes[7..39], Key::hash(b"sender").as_bytes());
+        assert_eq!(bytes[39], 0);
+        assert_eq!(bytes.len(), 40);
     }
 
     #[test]
@@ -139,14 +178,26 @@ mod tests {
     }
 
     #[test]
+    fn error_invalid_field_key_of_wrong_length() {
+        let mut bytes = encoded(Body::FindNode {
+            target: Key::hash(b"t"),
+        });
+        // The target's length byte follows the header (40 bytes) and the kind.
+        assert_eq!(bytes[40], 32);
+        bytes[40] = 31;
+        bytes.pop();
+        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::InvalidField));
+    }
+
+    #[test]
     fn error_unknown_message_type() {
         let mut bytes = encoded(Body::Ping);
-        bytes[38] = MessageKind::COUNT as u8;
+        bytes[39] = MessageKind::COUNT as u8;
         assert_eq!(
             decode::<u16>(&bytes, NET),
             Err(DecodeError::UnknownMessageType(MessageKind::COUNT as u8))
         );
-        bytes[38] = 0xFF;
+        bytes[39] = 0xFF;
         assert_eq!(
             decode::<u16>(&bytes, NET),
             Err(DecodeError::UnknownMessageType(0xFF))
@@ -327,6 +378,17 @@ mod tests {
             let mut buf = [0u8; crate::wire::MAX_MESSAGE_LEN];
             let n = encode(&msg, &mut buf).unwrap();
             prop_assert_eq!(decode::<SocketAddr>(&buf[..n], network), Ok(msg));
+        }
+
+        #[test]
+        fn nodes_by_reference_encode_like_nodes(header in (any::<u32>(), any::<u32>(), key()), contacts in body()) {
+            let Body::Nodes { contacts } = contacts else { return Ok(()) };
+            let header = Header { network: header.0, txid: header.1, sender: header.2 };
+            let refs: std::vec::Vec<&Peer<SocketAddr>> = contacts.iter().collect();
+            let (mut by_ref, mut owned) = ([0u8; crate::wire::MAX_MESSAGE_LEN], [0u8; crate::wire::MAX_MESSAGE_LEN]);
+            let n = encode_nodes(&header, &refs, &mut by_ref).unwrap();
+            let m = encode(&Message { header, body: Body::Nodes { contacts } }, &mut owned).unwrap();
+            prop_assert_eq!(&by_ref[..n], &owned[..m]);
         }
 
         #[test]
