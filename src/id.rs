@@ -74,14 +74,14 @@ impl<'de> serde::de::Visitor<'de> for KeyVisitor {
 #[derive(Clone, Copy, Eq)]
 pub struct Distance(pub [u8; KEY_LEN]);
 
-/// The four big-endian 64-bit words of 32 bytes, most significant first.
+/// Big-endian 64-bit word `i` (0 to 3) of 32 bytes. Comparisons load words
+/// one at a time, so that two keys differing in their first word (nearly
+/// all pairs) cost one load each.
 #[inline]
-fn words(b: &[u8; KEY_LEN]) -> [u64; 4] {
-    core::array::from_fn(|i| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_be_bytes(w)
-    })
+fn word(b: &[u8; KEY_LEN], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+    u64::from_be_bytes(w)
 }
 
 // Comparisons by 64-bit words: the same order as the byte arrays' (big-endian
@@ -103,10 +103,10 @@ macro_rules! word_order {
             fn cmp(&self, other: &Self) -> core::cmp::Ordering {
                 // Word by word in registers; the arrays' own `cmp` would
                 // store the swapped words and read them back as vectors.
-                let (a, b) = (words(&self.0), words(&other.0));
-                for (x, y) in a.iter().zip(b.iter()) {
+                for i in 0..KEY_LEN / 8 {
+                    let (x, y) = (word(&self.0, i), word(&other.0, i));
                     if x != y {
-                        return x.cmp(y);
+                        return x.cmp(&y);
                     }
                 }
                 core::cmp::Ordering::Equal
@@ -170,7 +170,7 @@ impl Key {
     /// first words is the first word of their distance.
     #[inline]
     pub fn first_word(&self) -> u64 {
-        words(&self.0)[0]
+        word(&self.0, 0)
     }
 
     /// Orders `a` and `b` by their XOR distance to `self`, nearest first:
@@ -178,9 +178,9 @@ impl Key {
     /// distance. Routing tables and lookups sort by this in their inner loops.
     #[inline]
     pub fn cmp_distance(&self, a: &Key, b: &Key) -> core::cmp::Ordering {
-        let (t, a, b) = (words(&self.0), words(&a.0), words(&b.0));
-        for i in 0..t.len() {
-            let (x, y) = (a[i] ^ t[i], b[i] ^ t[i]);
+        for i in 0..KEY_LEN / 8 {
+            let t = word(&self.0, i);
+            let (x, y) = (word(&a.0, i) ^ t, word(&b.0, i) ^ t);
             if x != y {
                 return x.cmp(&y);
             }

@@ -234,6 +234,10 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             return false;
         }
         if self.candidates.is_full() {
+            if pos == self.candidates.len() {
+                // Farther than every candidate: nothing could make room.
+                return false;
+            }
             let victim = self.candidates.iter().rposition(|c| {
                 !matches!(
                     c.state,
