@@ -3,6 +3,7 @@
 #![cfg(feature = "sim")]
 
 use microkad::sim::{Churn, NetSummary, Op, OpKind, OpRecord, SimConfig, Simulator, write_csv};
+use microkad::wire::MessageKind;
 use microkad::{Config, Duration, MemoryStore, config::Maintenance};
 
 type Sim = Simulator<MemoryStore<16, 64>, 4, 20, 3, 12>;
@@ -98,6 +99,25 @@ fn static_network_lookups_are_exact() {
         (0, 0, 0, 0)
     );
     assert_eq!(s.sent, s.delivered);
+    // The per-type counts read each datagram's type byte: every request was
+    // answered, and every answer matched its request (none came late here).
+    let sent = |kind: MessageKind| s.per_kind.get(kind as usize).map_or(0, |c| c.0);
+    assert!(sent(MessageKind::FindNode) > 300 * 4);
+    assert_eq!(
+        sent(MessageKind::FindNode) + sent(MessageKind::FindValue),
+        sent(MessageKind::Nodes) + sent(MessageKind::Value)
+    );
+    assert_eq!(sent(MessageKind::Store), sent(MessageKind::StoreAck));
+    assert_eq!(
+        sent(MessageKind::Ping),
+        sent(MessageKind::Pong) + sent(MessageKind::Refused)
+    );
+    let answers: u64 = MessageKind::ALL
+        .iter()
+        .filter(|k| k.is_response())
+        .map(|&k| sent(k))
+        .sum();
+    assert_eq!(s.exchanges_ok + s.rejected, answers);
 }
 
 #[test]

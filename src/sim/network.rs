@@ -482,7 +482,7 @@ where
                 fast_share: cfg.fast_share.clamp(0.0, 1.0),
                 delay_min: cfg.delay_min,
                 delay_span: cfg.delay_max.saturating_sub(cfg.delay_min),
-                kind_offset: 1 + varint + 4 + 32,
+                kind_offset: 1 + varint + 4 + crate::wire::KEY_WIRE_LEN,
                 summary: NetSummary::default(),
             },
             work_rng: Rng::new(mix(seed, SALT_WORK, 0)),
