@@ -206,16 +206,24 @@ mod tests {
 
     #[test]
     fn error_invalid_field_too_many_contacts() {
-        let mut bytes = encoded(Body::Nodes {
-            contacts: Vec::new(),
-        });
-        // Claim MAX_CONTACTS + 1 contacts and supply them all.
-        *bytes.last_mut().unwrap() = (MAX_CONTACTS + 1) as u8;
-        for i in 0..=MAX_CONTACTS {
-            bytes.extend_from_slice(Key::hash(&[i as u8]).as_bytes());
-            bytes.push(1);
-        }
-        assert_eq!(decode::<u16>(&bytes, NET), Err(DecodeError::InvalidField));
+        // A NODES reply claiming `count` contacts and carrying them all.
+        let nodes = |count: usize| {
+            let mut bytes = encoded(Body::Nodes {
+                contacts: Vec::new(),
+            });
+            *bytes.last_mut().unwrap() = count as u8;
+            for i in 0..count {
+                let peer = Peer::new(Key::hash(&[i as u8]), 1u16);
+                let mut buf = [0u8; 64];
+                bytes.extend_from_slice(postcard::to_slice(&peer, &mut buf).unwrap());
+            }
+            bytes
+        };
+        assert!(decode::<u16>(&nodes(MAX_CONTACTS), NET).is_ok());
+        assert_eq!(
+            decode::<u16>(&nodes(MAX_CONTACTS + 1), NET),
+            Err(DecodeError::InvalidField)
+        );
     }
 
     #[test]
