@@ -161,7 +161,7 @@ impl<
     fn keepalive_due(&mut self, now: Instant, interval: Duration, max_missed: u8) {
         let max_missed = max_missed.max(1);
         let (rng, metrics) = (&mut self.rng, &mut self.metrics);
-        self.table.start_probes(|c| {
+        self.table.start_probes(now, |c| {
             let due = c.last_seen + interval.saturating_mul(u64::from(c.failures) + 1);
             if due > now || c.failures.saturating_add(1) >= max_missed {
                 return None;

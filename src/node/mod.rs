@@ -493,6 +493,8 @@ impl<
                 self.on_removed(removed, RemovalReason::Unresponsive);
             }
         }
+        // Probes that ended since leave the floor early; one wakeup makes it exact.
+        self.table.refresh_probe_floor(now);
         if self.store.next_expiry().is_some_and(|t| t <= now) {
             self.store.remove_expired(now);
         }

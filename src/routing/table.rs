@@ -65,14 +65,27 @@ pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
     /// skip scanning the whole table when there are none, which is the
     /// common case outside managed mode.
     probes: ProbeCounts,
+    /// No outstanding eviction or verification probe started before this
+    /// (`None` when there is none). A lower bound, not the exact minimum: a
+    /// probe that ends leaves it as it was, which can only make the node
+    /// wake early, and [`RoutingTable::refresh_probe_floor`] makes it exact
+    /// again. It lets `poll_timeout` answer without scanning the table.
+    probe_floor: Option<Instant>,
 }
 
-/// How many contacts have a probe outstanding, and how many of those are
-/// not sent yet.
+/// How many contacts have a probe outstanding, how many of those are not
+/// sent yet, and how many are eviction or verification probes (which time
+/// out after the request timeout; keepalives follow their own schedule).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ProbeCounts {
     all: u16,
     unsent: u16,
+    timed: u16,
+}
+
+/// Whether `p` is an eviction or verification probe.
+fn is_timed(p: Option<Probe>) -> bool {
+    p.is_some_and(|p| p.kind != ProbeKind::Keepalive)
 }
 
 impl ProbeCounts {
@@ -82,6 +95,7 @@ impl ProbeCounts {
         let unsent = |p: Option<Probe>| u16::from(p.is_some_and(|p| !p.sent));
         self.all = self.all + u16::from(new.is_some()) - u16::from(old.is_some());
         self.unsent = self.unsent + unsent(new) - unsent(old);
+        self.timed = self.timed + u16::from(is_timed(new)) - u16::from(is_timed(old));
     }
 }
 
@@ -99,6 +113,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             buckets: core::array::from_fn(|_| Bucket::new()),
             fill: [0; B],
             probes: ProbeCounts::default(),
+            probe_floor: None,
         }
     }
 
@@ -146,15 +161,47 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// Calls `f` on every contact; where it returns a probe, that probe
     /// replaces the contact's own. `f` may update the contact's liveness
     /// bookkeeping but must leave its probe to this method.
-    pub(crate) fn start_probes(&mut self, mut f: impl FnMut(&mut Contact<A>) -> Option<Probe>) {
+    pub(crate) fn start_probes(
+        &mut self,
+        now: Instant,
+        mut f: impl FnMut(&mut Contact<A>) -> Option<Probe>,
+    ) {
         let counts = &mut self.probes;
+        let mut timed_started = false;
         for b in self.buckets.iter_mut() {
             for c in b.contacts.iter_mut().chain(b.incoming.iter_mut()) {
                 if let Some(new) = f(c) {
                     counts.change(c.probe.replace(new), Some(new));
+                    timed_started |= is_timed(Some(new));
                 }
             }
         }
+        self.probes_changed(timed_started.then_some(now));
+    }
+
+    /// Keeps `probe_floor` a lower bound after probes changed, `started`
+    /// being when a timed probe started, if one did.
+    fn probes_changed(&mut self, started: Option<Instant>) {
+        if let Some(t) = started {
+            self.probe_floor = Some(self.probe_floor.map_or(t, |f| f.min(t)));
+        }
+        if self.probes.timed == 0 {
+            self.probe_floor = None;
+        }
+    }
+
+    /// Makes `probe_floor` the exact start of the oldest timed probe again
+    /// (the node calls this when it handles timeouts, so that a stale floor
+    /// wakes it at most once).
+    pub(crate) fn refresh_probe_floor(&mut self, now: Instant) {
+        self.probe_floor = if self.probes.timed == 0 {
+            None
+        } else {
+            self.iter()
+                .filter(|c| is_timed(c.probe))
+                .filter_map(|c| c.probe.map(|p| p.sent_at.resolve(now)))
+                .min()
+        };
     }
 
     /// The probe counts, recomputed from the contacts (for checking).
@@ -244,6 +291,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             None
         };
         self.probes.change(old, None);
+        self.probes_changed(None);
         result
     }
 
@@ -255,6 +303,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         let (contact, replaced_by) = bucket.remove_and_promote(side, i, now);
         self.fill[bi] = bucket.len() as u8;
         self.probes.change(contact.probe, None);
+        self.probes_changed(None);
         Some(RemovedContact {
             contact,
             replaced_by,
@@ -361,6 +410,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             Some(c) => {
                 let old = core::mem::replace(&mut c.probe, new);
                 self.probes.change(old, new);
+                self.probes_changed(is_timed(new).then_some(now));
                 true
             }
             None => false,
@@ -397,10 +447,10 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
 
     /// The earliest deadline of an eviction or verification probe, probes
     /// lasting `timeout`.
+    #[cfg_attr(not(debug_assertions), allow(unused_variables))]
     pub(crate) fn next_probe_deadline(&self, now: Instant, timeout: Duration) -> Option<Instant> {
-        // Debug builds (the tests, the fuzzers) check the counts and the fill
-        // here, after
-        // every call into the node.
+        // Debug builds (the tests, the fuzzers) check the counts, the fill
+        // and the floor here, after every call into the node.
         #[cfg(debug_assertions)]
         assert_eq!(self.probes, self.recount_probes(), "probe counts");
         #[cfg(debug_assertions)]
@@ -411,21 +461,25 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
                 .all(|(b, &n)| b.len() == n as usize),
             "bucket fill"
         );
-        if self.probes.all == 0 {
+        #[cfg(debug_assertions)]
+        assert!(
+            self.iter()
+                .filter_map(|c| c.probe.filter(|_| is_timed(c.probe)))
+                .all(|p| self
+                    .probe_floor
+                    .is_some_and(|f| f <= p.sent_at.resolve(now))),
+            "probe floor"
+        );
+        if self.probes.timed == 0 {
             return None;
         }
-        self.iter()
-            .filter_map(|c| match c.probe {
-                Some(p) if p.kind != ProbeKind::Keepalive => Some(p.sent_at.resolve(now) + timeout),
-                _ => None,
-            })
-            .min()
+        self.probe_floor.map(|f| f + timeout)
     }
 
     /// A contact whose eviction or verification probe is overdue at `now`, if any, and whether
     /// it was heard from (by any message) since the probe was sent.
     pub(crate) fn overdue_probe(&self, now: Instant, timeout: Duration) -> Option<(NodeId, bool)> {
-        if self.probes.all == 0 {
+        if self.probes.timed == 0 {
             return None;
         }
         self.iter().find_map(|c| match c.probe {
@@ -446,6 +500,7 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         if let Some(c) = self.contact_mut(id) {
             let old = c.probe.take();
             self.probes.change(old, None);
+            self.probes_changed(None);
         }
     }
 }
@@ -538,6 +593,33 @@ mod tests {
         assert_eq!(removed.replaced_by, Some(peer(ids[3], 3)));
         assert!(t.contains(&ids[3]) && !t.contains(&ids[0]));
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn probe_deadline_is_a_lower_bound_made_exact_by_a_refresh() {
+        let mut t = Table::new(Key::ZERO);
+        let mut rng = Rng::new(5);
+        let ids: std::vec::Vec<Key> = (0..2)
+            .map(|i| Key::ZERO.random_with_prefix(i, &mut rng))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            t.insert(peer(*id, i as u32), Instant::ZERO, Origin::Outgoing);
+        }
+        let timeout = Duration::from_millis(100);
+        let at = Instant::from_millis;
+        assert_eq!(t.next_probe_deadline(at(0), timeout), None);
+        t.start_probe(&ids[0], 1, at(10), ProbeKind::Evict, true);
+        t.start_probe(&ids[1], 2, at(50), ProbeKind::Verify, true);
+        assert_eq!(t.next_probe_deadline(at(60), timeout), Some(at(110)));
+        // The older probe is answered: the deadline may stay early...
+        t.clear_probe(&ids[0]);
+        assert_eq!(t.next_probe_deadline(at(70), timeout), Some(at(110)));
+        // ...until the node handles a timeout, which makes it exact.
+        t.refresh_probe_floor(at(110));
+        assert_eq!(t.next_probe_deadline(at(110), timeout), Some(at(150)));
+        // No timed probe left: no deadline, whatever the floor was.
+        t.clear_probe(&ids[1]);
+        assert_eq!(t.next_probe_deadline(at(120), timeout), None);
     }
 
     #[test]
