@@ -980,7 +980,7 @@ impl<
             return self.on_lookup_response(li, ci, sender, response);
         }
         // Liveness probes.
-        if let Some(contact) = self.table.probe_owner(txid) {
+        if let Some(contact) = self.table.probe_owner(txid, &sender.id) {
             if contact.peer != sender {
                 self.metrics.mismatched += 1;
                 return Err(InputError::Mismatched);

@@ -417,13 +417,17 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         }
     }
 
-    /// The contact whose outstanding probe has this transaction id.
-    pub(crate) fn probe_owner(&self, txid: u32) -> Option<&Contact<A>> {
+    /// The contact whose outstanding probe has this transaction id. The
+    /// answer normally comes from the probed contact itself, `sender`, whose
+    /// bucket is looked at first; only a mismatched answer costs a scan.
+    pub(crate) fn probe_owner(&self, txid: u32, sender: &NodeId) -> Option<&Contact<A>> {
         if self.probes.all == 0 {
             return None;
         }
-        self.iter()
-            .find(|c| c.probe.is_some_and(|p| p.txid == txid && p.sent))
+        let owns = |c: &&Contact<A>| c.probe.is_some_and(|p| p.txid == txid && p.sent);
+        self.get(sender)
+            .filter(owns)
+            .or_else(|| self.iter().find(owns))
     }
 
     /// A probe not yet emitted: marks it sent and returns its
@@ -576,7 +580,10 @@ mod tests {
             t.insert(peer(ids[3], 3), now, Origin::Incoming),
             InsertOutcome::Queued
         );
-        assert_eq!(t.probe_owner(42).unwrap().peer.id, ids[0]);
+        assert_eq!(t.probe_owner(42, &ids[0]).unwrap().peer.id, ids[0]);
+        // Answered by someone else, it is still found (and the node rejects it).
+        assert_eq!(t.probe_owner(42, &ids[1]).unwrap().peer.id, ids[0]);
+        assert!(t.probe_owner(43, &ids[0]).is_none());
         assert_eq!(
             t.overdue_probe(Instant::from_millis(9), Duration::from_millis(10)),
             None
