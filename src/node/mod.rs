@@ -320,13 +320,15 @@ impl<
         let sender = Peer::new(msg.header.sender, from);
         let txid = msg.header.txid;
         let kind = msg.body.kind();
-        let result = match msg.body {
+        // Matched by reference: binding a variant's fields by value would
+        // copy the whole body (its largest variant is over 700 bytes).
+        let result = match &msg.body {
             Body::Ping => self.serve(sender, txid, Outbound::Pong),
-            Body::FindNode { target } => {
+            &Body::FindNode { target } => {
                 let requester = sender.id;
                 self.serve(sender, txid, Outbound::Nodes { target, requester })
             }
-            Body::FindValue { key } => {
+            &Body::FindValue { key } => {
                 let requester = sender.id;
                 self.serve(sender, txid, Outbound::ValueOrNodes { key, requester })
             }
@@ -351,9 +353,13 @@ impl<
                 }
             }
             Body::Pong => self.on_response(sender, txid, Response::Pong),
-            Body::Nodes { contacts } => self.on_response(sender, txid, Response::Nodes(&contacts)),
-            Body::Value { record } => self.on_response(sender, txid, Response::Value(record)),
-            Body::StoreAck { status } => self.on_response(sender, txid, Response::StoreAck(status)),
+            Body::Nodes { contacts } => self.on_response(sender, txid, Response::Nodes(contacts)),
+            Body::Value { record } => {
+                self.on_response(sender, txid, Response::Value(record.clone()))
+            }
+            &Body::StoreAck { status } => {
+                self.on_response(sender, txid, Response::StoreAck(status))
+            }
             Body::Refused { reason: _ } => self.on_response(sender, txid, Response::Refused),
             Body::GiveValue { record } => {
                 self.learn(sender, Origin::Incoming);
@@ -381,7 +387,7 @@ impl<
                 }
                 Ok(())
             }
-            Body::Down { dead } => {
+            &Body::Down { dead } => {
                 self.on_down_report(sender, dead);
                 Ok(())
             }

@@ -1,7 +1,7 @@
 //! Encoding and decoding datagrams.
 
-use serde::Serialize;
 use serde::ser::SerializeStructVariant;
+use serde::{Deserialize, Serialize};
 
 use super::{Body, DecodeError, EncodeError, Header, Message, MessageKind, VERSION};
 use crate::peer::{Address, Peer};
@@ -77,11 +77,17 @@ pub fn decode<A: Address>(bytes: &[u8], network: u32) -> Result<Message<A>, Deco
     if kind as usize >= MessageKind::COUNT {
         return Err(DecodeError::UnknownMessageType(kind));
     }
-    let (body, trailing) = postcard::take_from_bytes::<Body<A>>(rest).map_err(body_error)?;
-    if !trailing.is_empty() {
+    // Deserialised straight into the message: `take_from_bytes` would
+    // return the body in a tuple first, one more copy of a large enum.
+    let mut de = postcard::Deserializer::from_bytes(rest);
+    let message = Message {
+        header,
+        body: Body::<A>::deserialize(&mut de).map_err(body_error)?,
+    };
+    if !de.finalize().map_err(body_error)?.is_empty() {
         return Err(DecodeError::TrailingBytes);
     }
-    Ok(Message { header, body })
+    Ok(message)
 }
 
 #[cfg(test)]
