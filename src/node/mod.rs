@@ -339,7 +339,7 @@ impl<
                     self.metrics.overloaded += 1;
                     Err(InputError::Overloaded)
                 } else {
-                    let status = self.store.put(&record, &self.id, self.now);
+                    let status = self.store.put(record, &self.id, self.now);
                     // Only the closest holder forwards, so an update costs
                     // r - 1 hand-offs, not r * (r - 1).
                     if status == StoreStatus::Updated
@@ -367,7 +367,7 @@ impl<
                 // far as it knows) takes a handed-over record: a GIVE_VALUE
                 // cannot plant records anywhere in the network.
                 if self.in_replica_set(&record.key) {
-                    let status = self.store.put(&record, &self.id, self.now);
+                    let status = self.store.put(record, &self.id, self.now);
                     self.metrics.values_received += 1;
                     trace!("GIVE_VALUE {:?}: {:?}", record.key, status);
                     Ok(())
