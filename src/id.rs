@@ -47,7 +47,7 @@ impl<'de> serde::de::Visitor<'de> for KeyVisitor {
     type Value = Key;
 
     fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{KEY_LEN} bytes")
+        f.write_str("32 bytes")
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Key, E> {
