@@ -769,12 +769,9 @@ impl<
 
     /// Fills a lookup's candidates from the routing table.
     fn seed_candidates(&mut self, li: usize) {
-        let mut closest: Vec<Peer<A>, C> = Vec::new();
-        let target = self.lookups[li].target;
-        self.table.closest_into(&target, C, None, &mut closest);
-        for p in closest {
-            self.lookups[li].offer(p, &self.id, 0);
-        }
+        let lookup = &mut self.lookups[li];
+        let target = lookup.target;
+        lookup.offer_all(self.table.closest_refs::<C>(&target, C, None), &self.id, 0);
     }
 
     /// Moves lookup `li` forward: phase changes and new rounds.
@@ -1115,9 +1112,7 @@ impl<
                 // A straggler answering after the search ended only counts.
                 let txid = l.candidates[ci].state.txid();
                 if searching {
-                    for p in contacts {
-                        l.offer(p.clone(), &self.id, txid.unwrap_or(0));
-                    }
+                    l.offer_all(contacts, &self.id, txid.unwrap_or(0));
                 }
                 // Offers shift indices: find the answered candidate again.
                 match txid.and_then(|t| l.find_txid(t)) {

@@ -213,61 +213,107 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         self.sweeping = false;
     }
 
-    /// Adds a candidate in distance order. Returns whether it was added.
-    /// A full list drops its farthest entry that is not in flight, but only
-    /// for a closer newcomer.
-    pub(crate) fn offer(&mut self, peer: Peer<A>, local: &NodeId, referrer: u32) -> bool {
-        if peer.id == *local {
-            return false;
-        }
+    /// Adds candidates in distance order; returns how many were added. A
+    /// full list drops its farthest entry that is not in flight, but only
+    /// for a closer newcomer. A peer is copied only when it is added.
+    ///
+    /// Answers list their contacts closest first, and so does the routing
+    /// table: each newcomer then lies past the previous one, and the whole
+    /// batch is merged in one walk of the list. Peers in any other order
+    /// restart the walk, which is only slower.
+    pub(crate) fn offer_all<'p>(
+        &mut self,
+        peers: impl IntoIterator<Item = &'p Peer<A>>,
+        local: &NodeId,
+        referrer: u32,
+    ) -> usize
+    where
+        A: 'p,
+    {
         let target = self.target;
-        let pos = self
-            .candidates
-            .partition_point(|c| target.cmp_distance(&c.peer.id, &peer.id).is_lt());
-        // Each id has its own distance to the target, so a peer already
-        // listed sits exactly at `pos`: no scan of the list is needed.
-        if self
-            .candidates
-            .get(pos)
-            .is_some_and(|c| c.peer.id == peer.id)
-        {
-            return false;
-        }
-        if self.candidates.is_full() {
-            if pos == self.candidates.len() {
-                // Farther than every candidate: nothing could make room.
-                return false;
+        let target_word = target.first_word();
+        // The first 64 bits of a distance: most comparisons need no more.
+        let dist_of = |c: &Candidate<A>| target_word ^ c.peer.id.first_word();
+        let mut added = 0;
+        // The walk: every candidate before `from` is closer than the last
+        // newcomer, and `live_before_from` of them have not failed.
+        let (mut from, mut live_before_from, mut last) = (0, 0, None);
+        for peer in peers {
+            let dist = target_word ^ peer.id.first_word();
+            if last.is_none_or(|l| dist <= l) {
+                // Not past the previous newcomer (or the first): walk from the start.
+                (from, live_before_from) = (0, 0);
             }
-            let victim = self.candidates.iter().rposition(|c| {
-                !matches!(
-                    c.state,
-                    CandidateState::InFlight { .. } | CandidateState::Storing { .. }
-                )
-            });
-            match victim {
-                Some(v) if v >= pos => {
-                    self.candidates.remove(v);
+            last = Some(dist);
+            // Late in a lookup most offers are farther than every candidate of
+            // a full list: one integer comparison turns them away.
+            if self.candidates.is_full()
+                && self.candidates.last().is_some_and(|c| dist_of(c) < dist)
+            {
+                continue;
+            }
+            if peer.id == *local {
+                continue;
+            }
+            let closer = |c: &Candidate<A>| {
+                let d = dist_of(c);
+                d < dist || (d == dist && target.cmp_distance(&c.peer.id, &peer.id).is_lt())
+            };
+            let mut pos = from;
+            while let Some(c) = self.candidates.get(pos).filter(|c| closer(c)) {
+                live_before_from += usize::from(!c.state.is_failed());
+                pos += 1;
+            }
+            from = pos;
+            // Each id has its own distance to the target, so a peer already
+            // listed sits exactly at `pos`: no scan of the list is needed.
+            if self
+                .candidates
+                .get(pos)
+                .is_some_and(|c| c.peer.id == peer.id)
+            {
+                continue;
+            }
+            let victim = if self.candidates.is_full() {
+                if pos == self.candidates.len() {
+                    // Farther than every candidate: nothing could make room.
+                    continue;
                 }
-                _ => return false,
+                match self.candidates.iter().rposition(|c| {
+                    !matches!(
+                        c.state,
+                        CandidateState::InFlight { .. } | CandidateState::Storing { .. }
+                    )
+                }) {
+                    Some(v) if v >= pos => Some(v),
+                    _ => continue,
+                }
+            } else {
+                None
+            };
+            // Progress: the newcomer lands among the `width` closest live ones.
+            if live_before_from < self.width {
+                self.round_progress = true;
             }
-        }
-        // Progress: the newcomer lands among the `width` closest live ones.
-        let live_before = self.candidates[..pos]
-            .iter()
-            .filter(|c| !c.state.is_failed())
-            .count();
-        if live_before < self.width {
-            self.round_progress = true;
-        }
-        let _ = self.candidates.insert(
-            pos,
-            Candidate {
-                peer,
+            let candidate = Candidate {
+                peer: peer.clone(),
                 state: CandidateState::Fresh,
                 referrer,
-            },
-        );
-        true
+            };
+            match victim {
+                // The victim's slot moves up to `pos` in one shift.
+                Some(v) => {
+                    self.candidates[pos..=v].rotate_right(1);
+                    self.candidates[pos] = candidate;
+                }
+                // Cannot fail: the list is not full.
+                None => {
+                    let _ = self.candidates.insert(pos, candidate);
+                }
+            }
+            added += 1;
+        }
+        added
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -448,5 +494,93 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const C: usize = 8;
+
+    fn key(b: u8, rest: u8) -> Key {
+        let mut k = [rest; 32];
+        k[0] = b;
+        Key(k)
+    }
+
+    proptest! {
+        /// Whatever the order of the offered peers, in one batch or many,
+        /// the list holds the `C` closest distinct ids seen (none in flight
+        /// here, so any farther candidate makes room), nearest first, and
+        /// never the local id.
+        #[test]
+        fn offers_keep_the_closest_distinct_peers(
+            target in any::<[u8; 32]>(),
+            batches in prop::collection::vec(prop::collection::vec((0u8..40, 0u8..3), 0..12), 0..6),
+            sort_batches in any::<bool>(),
+        ) {
+            let target = Key(target);
+            let local = key(7, 0);
+            let mut lookup: Lookup<u32, C> = Lookup::new(
+                QueryId(1), LookupKind::FindNode, target, 4, Instant::ZERO, Duration::from_secs(1));
+            let mut seen: std::vec::Vec<Key> = std::vec::Vec::new();
+            for batch in batches {
+                let mut peers: std::vec::Vec<Peer<u32>> = batch
+                    .iter()
+                    .map(|&(b, r)| Peer::new(key(b, r), u32::from(b)))
+                    .collect();
+                if sort_batches {
+                    peers.sort_by(|a, b| target.cmp_distance(&a.id, &b.id));
+                }
+                for p in &peers {
+                    if p.id != local && !seen.contains(&p.id) {
+                        seen.push(p.id);
+                    }
+                }
+                lookup.offer_all(&peers, &local, 0);
+            }
+            seen.sort_by(|a, b| target.cmp_distance(a, b));
+            seen.truncate(C);
+            let got: std::vec::Vec<Key> = lookup.candidates.iter().map(|c| c.peer.id).collect();
+            prop_assert_eq!(got, seen);
+        }
+    }
+
+    #[test]
+    fn a_full_list_keeps_candidates_in_flight() {
+        let target = Key::ZERO;
+        let local = key(0xff, 0);
+        let mut lookup: Lookup<u32, 2> = Lookup::new(
+            QueryId(1),
+            LookupKind::FindNode,
+            target,
+            2,
+            Instant::ZERO,
+            Duration::from_secs(1),
+        );
+        let far = [Peer::new(key(0x40, 0), 1), Peer::new(key(0x80, 0), 2)];
+        assert_eq!(lookup.offer_all(&far, &local, 0), 2);
+        for c in lookup.candidates.iter_mut() {
+            c.state = CandidateState::InFlight {
+                txid: 1,
+                deadline: Instant::ZERO,
+                round: 1,
+                sent: true,
+            };
+        }
+        // Nothing may be dropped for the closer newcomer: both are asked.
+        assert_eq!(
+            lookup.offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0),
+            0
+        );
+        lookup.candidates[1].state = CandidateState::Answered { txid: 1 };
+        assert_eq!(
+            lookup.offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0),
+            1
+        );
+        let ids: std::vec::Vec<u8> = lookup.candidates.iter().map(|c| c.peer.id.0[0]).collect();
+        assert_eq!(ids, [0x01, 0x40]);
     }
 }
