@@ -20,6 +20,7 @@
 mod churn;
 mod index;
 mod network;
+mod queue;
 mod report;
 
 pub use churn::{ChurnReport, ChurnScenario, Departure, Detection, TableCensus, run_churn};

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::churn::{Departure, Detection};
 use super::index::{KeyIndex, table_of};
+use super::queue::{EventQueue, Timed};
 use super::report::{NetSummary, OpError, OpKind, OpRecord};
 use crate::config::{Config, Maintenance};
 use crate::event::Event;
@@ -204,6 +205,12 @@ impl Ord for Scheduled {
     }
 }
 
+impl Timed for Scheduled {
+    fn at(&self) -> u64 {
+        self.at
+    }
+}
+
 /// Datagrams in flight, in one growable arena of fixed-size slots.
 struct PacketPool {
     data: Vec<u8>,
@@ -252,7 +259,7 @@ impl PacketPool {
 /// The parts of the simulator a node's output touches: queue, loss, counters.
 struct Wire {
     /// Datagrams and timers.
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<Scheduled>,
     /// Operation starts and churn, kept apart so that a long schedule of
     /// operations does not slow down every datagram.
     agenda: BinaryHeap<Scheduled>,
@@ -473,7 +480,7 @@ where
             index: KeyIndex::default(),
             timers: Vec::new(),
             wire: Wire {
-                queue: BinaryHeap::new(),
+                queue: EventQueue::new(),
                 agenda: BinaryHeap::new(),
                 seq: 0,
                 packets: PacketPool::new(),
