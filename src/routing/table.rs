@@ -334,8 +334,8 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// are closer to `key` than those of the buckets past it, which are
     /// closer than those of any bucket before it, and bucket `i < index(key)`
     /// is closer than bucket `i - 1`. So the buckets are visited in that
-    /// order, each contact is inserted into a sorted list of at most `n`,
-    /// and the walk stops once the list is full at the end of a group.
+    /// order, each such group is sorted on its own and appended to a list of
+    /// at most `n`, and the walk stops once the list is full.
     pub fn closest_refs<'a, const N: usize>(
         &'a self,
         key: &Key,
