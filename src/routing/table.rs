@@ -581,11 +581,7 @@ impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
         for i in 1..group.len() {
             let entry = group[i];
             let mut j = i;
-            while j > 0 && {
-                let prev = &group[j - 1];
-                prev.0 > entry.0
-                    || (prev.0 == entry.0 && key.cmp_distance(&prev.1.id, &entry.1.id).is_gt())
-            } {
+            while j > 0 && farther(key, &group[j - 1], &entry) {
                 group[j] = group[j - 1];
                 j -= 1;
             }
@@ -593,6 +589,12 @@ impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
         }
         self.best.truncate(self.n.max(self.group_start));
     }
+}
+
+/// Whether entry `a` is farther from `key` than entry `b`: by the first 64
+/// bits of the distance each carries, and by the whole key on a tie.
+fn farther<A>(key: &Key, a: &(u64, &Peer<A>), b: &(u64, &Peer<A>)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && key.cmp_distance(&a.1.id, &b.1.id).is_gt())
 }
 
 /// Inserts `peer`, whose distance to `key` starts with `d`, into `best`
@@ -605,10 +607,8 @@ fn insert_by_distance<'a, A, const N: usize>(
     d: u64,
     peer: &'a Peer<A>,
 ) {
-    let farther =
-        |e: &(u64, &Peer<A>)| e.0 > d || (e.0 == d && key.cmp_distance(&e.1.id, &peer.id).is_gt());
     let mut pos = best.len();
-    while pos > 0 && farther(&best[pos - 1]) {
+    while pos > 0 && farther(key, &best[pos - 1], &(d, peer)) {
         pos -= 1;
     }
     if pos >= n {
