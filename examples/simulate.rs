@@ -164,9 +164,13 @@ struct Args {
     /// Write one CSV row per operation (lookups, puts, gets, joins) to this file.
     #[arg(long)]
     csv: Option<String>,
-    /// Worker threads for global initialisation (default: all cores).
+    /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Shares of the nodes run in parallel (default: one per thread). The
+    /// results do not depend on it, only the speed.
+    #[arg(long, default_value_t = 0)]
+    partitions: usize,
     /// Never draw progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -385,6 +389,7 @@ fn sim_config(args: &Args, node: Config) -> SimConfig {
         delay_max: args.delay_max.max(args.delay_min),
         churn: Churn::default(),
         join_seeds: args.join_seeds,
+        partitions: args.partitions,
     }
 }
 

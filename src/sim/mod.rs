@@ -20,6 +20,7 @@
 mod churn;
 mod index;
 mod network;
+mod partition;
 mod queue;
 mod report;
 

@@ -1,24 +1,22 @@
 //! The simulated network: many nodes, one virtual clock, one event queue.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use rayon::prelude::*;
 
 use super::churn::{Departure, Detection};
 use super::index::{KeyIndex, table_of};
-use super::queue::{EventQueue, Timed};
+use super::partition::{NetParams, NodeEvent, Partition, Scheduled, unit};
 use super::report::{NetSummary, OpError, OpKind, OpRecord};
 use crate::config::{Config, Maintenance};
 use crate::event::Event;
 use crate::id::Key;
 use crate::node::{CommandError, Node};
-use crate::peer::{Address, Peer};
+use crate::peer::Peer;
 use crate::query::QueryId;
 use crate::rng::Rng;
 use crate::store::{Record, Store, Ttl};
 use crate::time::{Duration, Instant};
-use crate::wire::MessageKind;
 
 /// A simulated node's address: its index in the simulator.
 pub type Addr = u32;
@@ -60,6 +58,11 @@ pub struct SimConfig {
     pub churn: Churn,
     /// Contacts each joining node is given as seeds.
     pub join_seeds: usize,
+    /// Shares of the nodes run in parallel (0: one per thread of rayon's
+    /// pool). Only the speed depends on it: a seed gives the same run with
+    /// any number. A `delay_min` of 0 leaves no time to run in parallel and
+    /// forces one.
+    pub partitions: usize,
 }
 
 impl Default for SimConfig {
@@ -77,6 +80,7 @@ impl Default for SimConfig {
             delay_max: 100,
             churn: Churn::default(),
             join_seeds: 1,
+            partitions: 0,
         }
     }
 }
@@ -157,14 +161,9 @@ pub fn value_for(key: &Key, len: usize) -> Vec<u8> {
     key.0.iter().copied().cycle().take(len).collect()
 }
 
+/// What happens at a moment of the agenda.
 #[derive(Clone, Copy, Debug)]
-enum Action {
-    /// A datagram arrives (it sits in the packet pool).
-    Deliver { from: Addr, to: Addr, packet: u32 },
-    /// `to` refused a datagram from `from`: `from` hears of it.
-    Refused { from: Addr, to: Addr },
-    /// A node's timer.
-    Timer(Addr),
+enum Agenda {
     /// An operation's start.
     Start(u32),
     /// A churn event of the given epoch (see `set_churn`).
@@ -178,173 +177,8 @@ enum ChurnKind {
     Join,
 }
 
-/// An entry of the event queue, ordered by time then by sequence number, so
-/// that ties resolve the same way in every run.
-#[derive(Clone, Copy, Debug)]
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // BinaryHeap is a max-heap: the earliest entry must compare greatest.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-impl Timed for Scheduled {
-    fn at(&self) -> u64 {
-        self.at
-    }
-}
-
-/// Datagrams in flight, in one growable arena of fixed-size slots.
-struct PacketPool {
-    data: Vec<u8>,
-    lens: Vec<u16>,
-    free: Vec<u32>,
-}
-
-const SLOT: usize = <Addr as Address>::MAX_MESSAGE_LEN;
-
-impl PacketPool {
-    fn new() -> Self {
-        PacketPool {
-            data: Vec::new(),
-            lens: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-
-    fn alloc(&mut self) -> u32 {
-        match self.free.pop() {
-            Some(i) => i,
-            None => {
-                let i = self.lens.len() as u32;
-                self.lens.push(0);
-                self.data.resize(self.data.len() + SLOT, 0);
-                i
-            }
-        }
-    }
-
-    fn buf_mut(&mut self, i: u32) -> &mut [u8] {
-        let s = i as usize * SLOT;
-        &mut self.data[s..s + SLOT]
-    }
-
-    fn get(&self, i: u32) -> &[u8] {
-        let s = i as usize * SLOT;
-        &self.data[s..s + self.lens[i as usize] as usize]
-    }
-
-    fn release(&mut self, i: u32) {
-        self.free.push(i);
-    }
-}
-
-/// The parts of the simulator a node's output touches: queue, loss, counters.
-struct Wire {
-    /// Datagrams and timers.
-    queue: EventQueue<Scheduled>,
-    /// Operation starts and churn, kept apart so that a long schedule of
-    /// operations does not slow down every datagram.
-    agenda: BinaryHeap<Scheduled>,
-    seq: u64,
-    packets: PacketPool,
-    rng: Rng,
-    loss: f64,
-    fast_share: f64,
-    delay_min: u64,
-    delay_span: u64,
-    /// Offset of the message-type byte in every datagram.
-    kind_offset: usize,
-    summary: NetSummary,
-}
-
-impl Wire {
-    fn push(&mut self, at: u64, action: Action) {
-        self.seq += 1;
-        let entry = Scheduled {
-            at,
-            seq: self.seq,
-            action,
-        };
-        match action {
-            Action::Start(_) | Action::Churn(..) => self.agenda.push(entry),
-            _ => self.queue.push(entry),
-        }
-    }
-
-    /// The earliest entry of either queue.
-    fn pop(&mut self) -> Option<Scheduled> {
-        match (self.queue.peek(), self.agenda.peek()) {
-            // `Scheduled` orders the earliest entry greatest.
-            (Some(q), Some(a)) if a > q => self.agenda.pop(),
-            (Some(_), _) => self.queue.pop(),
-            (None, _) => self.agenda.pop(),
-        }
-    }
-
-    /// When the earliest entry is due.
-    fn next_at(&self) -> Option<u64> {
-        match (self.queue.peek(), self.agenda.peek()) {
-            (Some(q), Some(a)) => Some(q.at.min(a.at)),
-            (q, a) => q.or(a).map(|e| e.at),
-        }
-    }
-
-    /// A datagram leaves `from` at `now`: count it, then lose, refuse or
-    /// schedule it.
-    fn send(&mut self, now: u64, from: Addr, to: Addr, packet: u32, len: usize) {
-        self.packets.lens[packet as usize] = len as u16;
-        let s = &mut self.summary;
-        s.sent += 1;
-        s.bytes_sent += len as u64;
-        let kind = self.packets.get(packet).get(self.kind_offset).copied();
-        if let Some(k) = kind {
-            let k = k as usize;
-            if s.per_kind.len() <= k {
-                s.per_kind.resize(k + 1, (0, 0));
-            }
-            s.per_kind[k].0 += 1;
-            s.per_kind[k].1 += len as u64;
-        }
-        if self.loss > 0.0 && unit(&mut self.rng) < self.loss {
-            self.packets.release(packet);
-            if self.fast_share > 0.0 && unit(&mut self.rng) < self.fast_share {
-                self.summary.refused += 1;
-                self.push(now, Action::Refused { from, to });
-            } else {
-                self.summary.lost += 1;
-            }
-            return;
-        }
-        let delay = self.delay_min + self.rng.below(self.delay_span + 1);
-        self.push(now + delay, Action::Deliver { from, to, packet });
-    }
-}
-
-/// A uniform draw from `[0, 1)`.
-fn unit(rng: &mut Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
 /// SplitMix64's finaliser: a well-mixed 64-bit function of `seed` and `i`.
-fn mix(seed: u64, salt: u64, i: u64) -> u64 {
+pub(super) fn mix(seed: u64, salt: u64, i: u64) -> u64 {
     let mut z =
         seed ^ salt.wrapping_mul(0xA24B_AED4_963E_E407) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -429,16 +263,24 @@ pub struct Simulator<
 {
     cfg: SimConfig,
     now: Instant,
-    nodes: Vec<Option<Box<SimNode<S, K, B, L, C, I>>>>,
+    /// Node `addr` lives in partition `addr % parts.len()`.
+    parts: Vec<Partition<S, K, B, L, C, I>>,
+    /// Nodes ever created: addresses are `0..created`.
+    created: usize,
     ids: Vec<Key>,
     /// Alive nodes that have joined (or were initialised globally): where
     /// operations run and where joins find their seeds.
     live: AddrSet,
     /// Every alive node, joined or joining, by id: the ground truth.
     index: KeyIndex,
-    /// The timer each node has in the queue (`u64::MAX`: none).
-    timers: Vec<u64>,
-    wire: Wire,
+    /// Operation starts and churn, run between windows.
+    agenda: BinaryHeap<Scheduled<Agenda>>,
+    agenda_seq: u64,
+    /// The longest window of virtual time the partitions run apart: the
+    /// shortest delay of a datagram.
+    window: u64,
+    /// Departures counted here; traffic is counted by the partitions.
+    summary: NetSummary,
     work_rng: Rng,
     churn_rng: Rng,
     ops: Vec<OpRecord>,
@@ -455,7 +297,7 @@ pub struct Simulator<
     churn_epoch: u32,
     /// Sum of the metrics of nodes that are gone.
     gone_timeouts: u64,
-    scratch_events: Vec<Event<Addr, K>>,
+    scratch_events: Vec<NodeEvent<K>>,
     scratch_truth: Vec<u32>,
     /// When nodes went away, and how long their contacts took to notice.
     pub(super) detection: Detection,
@@ -472,26 +314,30 @@ where
         // version byte, network varint, 4-byte txid, 32-byte sender id.
         let varint = (32 - network.leading_zeros()).div_ceil(7).max(1) as usize;
         let seed = cfg.seed;
+        let net = NetParams {
+            seed: mix(seed, SALT_NET, 0),
+            loss: cfg.loss.clamp(0.0, 1.0),
+            fast_share: cfg.fast_share.clamp(0.0, 1.0),
+            delay_min: cfg.delay_min,
+            delay_span: cfg.delay_max.saturating_sub(cfg.delay_min),
+            kind_offset: 1 + varint + 4 + crate::wire::KEY_WIRE_LEN,
+        };
+        let count = match cfg.partitions {
+            _ if cfg.delay_min == 0 => 1,
+            0 => rayon::current_num_threads(),
+            n => n,
+        };
         let mut sim = Simulator {
             now: Instant::ZERO,
-            nodes: Vec::new(),
+            parts: (0..count).map(|i| Partition::new(i, count, net)).collect(),
+            created: 0,
             ids: Vec::new(),
             live: AddrSet::default(),
             index: KeyIndex::default(),
-            timers: Vec::new(),
-            wire: Wire {
-                queue: EventQueue::new(),
-                agenda: BinaryHeap::new(),
-                seq: 0,
-                packets: PacketPool::new(),
-                rng: Rng::new(mix(seed, SALT_NET, 0)),
-                loss: cfg.loss.clamp(0.0, 1.0),
-                fast_share: cfg.fast_share.clamp(0.0, 1.0),
-                delay_min: cfg.delay_min,
-                delay_span: cfg.delay_max.saturating_sub(cfg.delay_min),
-                kind_offset: 1 + varint + 4 + crate::wire::KEY_WIRE_LEN,
-                summary: NetSummary::default(),
-            },
+            agenda: BinaryHeap::new(),
+            agenda_seq: 0,
+            window: cfg.delay_min.max(1),
+            summary: NetSummary::default(),
             work_rng: Rng::new(mix(seed, SALT_WORK, 0)),
             churn_rng: Rng::new(mix(seed, SALT_CHURN, 0)),
             ops: Vec::new(),
@@ -527,7 +373,7 @@ where
 
     /// Nodes ever created (dead ones included): addresses are `0..len`.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.created
     }
 
     /// Live nodes that have joined.
@@ -537,13 +383,20 @@ where
 
     /// Node `addr`, if alive.
     pub fn node(&self, addr: Addr) -> Option<&SimNode<S, K, B, L, C, I>> {
-        self.nodes.get(addr as usize)?.as_deref()
+        if addr as usize >= self.created {
+            return None;
+        }
+        self.parts[addr as usize % self.parts.len()].node(addr)
     }
 
     /// Node `addr`, mutably, if alive. After a command on it, call
     /// [`Simulator::flush`] so that its output enters the network.
     pub fn node_mut(&mut self, addr: Addr) -> Option<&mut SimNode<S, K, B, L, C, I>> {
-        self.nodes.get_mut(addr as usize)?.as_deref_mut()
+        if addr as usize >= self.created {
+            return None;
+        }
+        let count = self.parts.len();
+        self.parts[addr as usize % count].node_mut(addr)
     }
 
     /// The id of node `addr` (dead or alive).
@@ -571,9 +424,9 @@ where
 
     /// Routing-table entries, over all live nodes, that name a dead node.
     pub fn stale_contacts(&self) -> usize {
-        self.nodes
+        self.parts
             .iter()
-            .flatten()
+            .flat_map(Partition::nodes)
             .map(|n| {
                 n.routing_table()
                     .iter()
@@ -590,14 +443,17 @@ where
 
     /// Traffic so far.
     pub fn summary(&self) -> NetSummary {
-        let mut s = self.wire.summary.clone();
-        s.nodes_created = self.nodes.len() as u64;
-        s.nodes_alive = self.nodes.iter().filter(|n| n.is_some()).count() as u64;
+        let mut s = self.summary.clone();
+        for part in &self.parts {
+            s.add(&part.summary);
+        }
+        s.nodes_created = self.created as u64;
+        s.nodes_alive = self.parts.iter().flat_map(Partition::nodes).count() as u64;
         s.exchanges_failed = self.gone_timeouts
             + self
-                .nodes
+                .parts
                 .iter()
-                .flatten()
+                .flat_map(Partition::nodes)
                 .map(|n| n.metrics().timeouts)
                 .sum::<u64>();
         s.now = self.now;
@@ -630,11 +486,10 @@ where
     /// py-dht's `add_new_node`: creates a node (with an id drawn from the
     /// seed) that knows nobody; start its [`Op::Join`] to bring it in.
     pub fn add_node(&mut self) -> Addr {
-        let addr = self.nodes.len() as Addr;
+        let addr = self.created as Addr;
         let (id, node) = Self::new_node(&self.cfg.node, self.cfg.seed, addr, self.now);
-        self.nodes.push(Some(node));
+        self.push_node(addr, node);
         self.ids.push(id);
-        self.timers.push(u64::MAX);
         self.index.insert(id, addr);
         addr
     }
@@ -644,7 +499,7 @@ where
     /// closest to its owner in that bucket's range. Runs on every core.
     /// Nodes created before are kept but do not take part.
     pub fn init_global(&mut self, n: usize, progress: &dyn Progress) {
-        let first = self.nodes.len();
+        let first = self.created;
         let now = self.now;
         let (cfg, seed) = (&self.cfg.node, self.cfg.seed);
         let total = 3 * n as u64;
@@ -698,10 +553,9 @@ where
             });
         drop(in_order);
         progress.update(total, total);
-        for (id, node) in fresh {
+        for (a, (id, node)) in (first..).zip(fresh) {
             self.ids.push(id);
-            self.nodes.push(Some(node));
-            self.timers.push(u64::MAX);
+            self.push_node(a as Addr, node);
         }
         for a in first..first + n {
             self.live.insert(a as Addr);
@@ -764,7 +618,7 @@ where
             .push(OpRecord::new(kind, node.unwrap_or(u32::MAX), target, at));
         self.planned.push(Some(op));
         self.open += 1;
-        self.wire.push(at.as_millis(), Action::Start(index as u32));
+        self.push_agenda(at.as_millis(), Agenda::Start(index as u32));
         index
     }
 
@@ -912,9 +766,9 @@ where
         // Exponential inter-arrival time of a Poisson process.
         let u = 1.0 - unit(&mut self.churn_rng);
         let ms = (-u.ln() / rate * 1000.0).round() as u64;
-        self.wire.push(
+        self.push_agenda(
             self.now.as_millis() + ms,
-            Action::Churn(kind, self.churn_epoch),
+            Agenda::Churn(kind, self.churn_epoch),
         );
     }
 
@@ -951,17 +805,17 @@ where
     /// datagrams to it are lost silently. Operations it was running end with
     /// [`OpError::NodeGone`].
     pub fn crash(&mut self, addr: Addr) {
-        let Some(node) = self.nodes.get_mut(addr as usize).and_then(Option::take) else {
+        let count = self.parts.len();
+        let Some(node) = self.parts[addr as usize % count].remove(addr) else {
             return;
         };
         self.gone_timeouts += node.metrics().timeouts;
         drop(node);
         // A leave has already recorded itself: this keeps the first record.
         self.note_departure(addr, Departure::Crash);
-        self.wire.summary.crashed += 1;
+        self.summary.crashed += 1;
         self.live.remove(addr);
         self.index.remove(&self.ids[addr as usize]);
-        self.timers[addr as usize] = u64::MAX;
         let mine: Vec<(Addr, u32)> = self
             .running
             .keys()
@@ -990,8 +844,8 @@ where
         self.note_departure(addr, Departure::Leave);
         self.flush(addr);
         self.crash(addr);
-        self.wire.summary.crashed -= 1;
-        self.wire.summary.left += 1;
+        self.summary.crashed -= 1;
+        self.summary.left += 1;
     }
 
     // ----- the event loop -----
@@ -1000,56 +854,46 @@ where
     /// to send, every event, and its next timer. Call after any command
     /// given to a node through [`Simulator::node_mut`].
     pub fn flush(&mut self, addr: Addr) {
-        let now = self.now.as_millis();
-        let Some(node) = self
-            .nodes
-            .get_mut(addr as usize)
-            .and_then(|n| n.as_deref_mut())
-        else {
+        if addr as usize >= self.created {
             return;
-        };
-        let wire = &mut self.wire;
-        loop {
-            let slot = wire.packets.alloc();
-            match node.poll_transmit(wire.packets.buf_mut(slot)) {
-                Some(t) => wire.send(now, addr, t.destination, slot, t.len),
-                None => {
-                    wire.packets.release(slot);
-                    break;
-                }
-            }
         }
-        let mut events = std::mem::take(&mut self.scratch_events);
-        while let Some(e) = node.poll_event() {
-            events.push(e);
-        }
-        // A deadline in the past is due now. A wakeup already queued for an
-        // earlier time is kept: calling `handle_timeout` early is harmless,
-        // and the node is asked again then. So deadlines that move later
-        // (every answer pushes a lookup's back) cost no queue entry.
-        let next = node
-            .poll_timeout()
-            .map_or(u64::MAX, |t| t.as_millis().max(now));
-        let timer = &mut self.timers[addr as usize];
-        if next < *timer {
-            *timer = next;
-            wire.push(next, Action::Timer(addr));
-        }
+        let count = self.parts.len();
+        let part = &mut self.parts[addr as usize % count];
+        part.flush(addr, self.now.as_millis());
+        let mut events = std::mem::take(&mut part.events);
         for e in events.drain(..) {
-            self.on_event(addr, e);
+            self.on_event(e.at, e.addr, e.event);
         }
-        self.scratch_events = events;
+        self.parts[addr as usize % count].events = events;
     }
 
-    fn on_event(&mut self, addr: Addr, event: Event<Addr, K>) {
+    /// Adds node `addr` to its partition.
+    fn push_node(&mut self, addr: Addr, node: Box<SimNode<S, K, B, L, C, I>>) {
+        debug_assert_eq!(addr as usize, self.created);
+        let count = self.parts.len();
+        self.parts[addr as usize % count].add(addr, node);
+        self.created += 1;
+    }
+
+    fn push_agenda(&mut self, at: u64, action: Agenda) {
+        self.agenda_seq += 1;
+        self.agenda.push(Scheduled {
+            at,
+            seq: self.agenda_seq,
+            action,
+        });
+    }
+
+    fn on_event(&mut self, at: u64, addr: Addr, event: Event<Addr, K>) {
+        let now = Instant::from_millis(at);
         let mut nearest = None;
         let (query, finish) = match event {
             Event::ContactRemoved { peer, reason, .. } => {
-                self.detection.removed(self.now, addr, peer.addr, reason);
+                self.detection.removed(now, addr, peer.addr, reason);
                 if self.is_alive(peer.addr) {
-                    self.wire.summary.removed.1 += 1;
+                    self.summary.removed.1 += 1;
                 } else {
-                    self.wire.summary.removed.0 += 1;
+                    self.summary.removed.0 += 1;
                 }
                 return;
             }
@@ -1148,7 +992,7 @@ where
         };
         self.op_done(index as usize);
         let rec = &mut self.ops[index as usize];
-        rec.finished = Some(self.now);
+        rec.finished = Some(now);
         rec.nearest = nearest;
         match finish {
             Finish::Join {
@@ -1223,72 +1067,72 @@ where
         acc
     }
 
-    /// Processes the next event; false when the queue is empty.
-    pub fn step(&mut self) -> bool {
-        let Some(ev) = self.wire.pop() else {
-            return false;
-        };
-        debug_assert!(ev.at >= self.now.as_millis());
-        self.now = Instant::from_millis(ev.at);
-        let now = self.now;
-        match ev.action {
-            Action::Deliver { from, to, packet } => {
-                match self
-                    .nodes
-                    .get_mut(to as usize)
-                    .and_then(|n| n.as_deref_mut())
-                {
-                    Some(node) => {
-                        let bytes = self.wire.packets.get(packet);
-                        let response = bytes
-                            .get(self.wire.kind_offset)
-                            .is_some_and(|&k| is_response(k));
-                        let result = node.handle_input(now, from, bytes);
-                        self.wire.packets.release(packet);
-                        let s = &mut self.wire.summary;
-                        s.delivered += 1;
-                        match result {
-                            Ok(()) if response => s.exchanges_ok += 1,
-                            Ok(()) => {}
-                            Err(_) => s.rejected += 1,
-                        }
-                        self.flush(to);
-                    }
-                    None => {
-                        self.wire.packets.release(packet);
-                        self.wire.summary.to_dead += 1;
-                    }
+    /// Runs the next agenda entry due at or before `until`, or else the
+    /// next window of virtual time that starts at or before it; false when
+    /// nothing is due by then.
+    fn step_until(&mut self, until: u64) -> bool {
+        // Datagrams posted since the last step (by the last window, or by
+        // commands given between windows) reach their partitions first.
+        let count = self.parts.len();
+        for from in 0..count {
+            for to in 0..count {
+                if from != to {
+                    let (a, b) = pair_mut(&mut self.parts, from, to);
+                    Partition::deliver_mail(a, b);
                 }
             }
-            Action::Refused { from, to } => {
-                if let Some(node) = self.node_mut(from) {
-                    node.handle_unreachable(now, &to);
-                    self.flush(from);
-                }
-            }
-            Action::Timer(addr) => {
-                // Entries superseded by an earlier wakeup are skipped.
-                if self.timers[addr as usize] == ev.at {
-                    self.timers[addr as usize] = u64::MAX;
-                    if let Some(node) = self.node_mut(addr) {
-                        if node.poll_timeout().is_some_and(|t| t <= now) {
-                            node.handle_timeout(now);
-                            self.wire.summary.timers += 1;
-                        }
-                        self.flush(addr);
-                        // A node whose deadline stays due would spin: retry later.
-                        if self.timers[addr as usize] == ev.at {
-                            self.timers[addr as usize] = ev.at + 1;
-                            self.wire.push(ev.at + 1, Action::Timer(addr));
-                        }
-                    }
-                }
-            }
-            Action::Start(i) => self.start(i as usize),
-            Action::Churn(kind, epoch) if epoch == self.churn_epoch => self.churn(kind),
-            Action::Churn(..) => {}
         }
-        true
+        let next_event = self.parts.iter().filter_map(Partition::next_at).min();
+        let next_agenda = self.agenda.peek().map(|e| e.at);
+        match (next_event, next_agenda) {
+            (_, Some(a)) if a <= until && next_event.is_none_or(|e| a <= e) => {
+                let entry = self.agenda.pop().expect("peeked");
+                self.now = self.now.max(Instant::from_millis(entry.at));
+                match entry.action {
+                    Agenda::Start(i) => self.start(i as usize),
+                    Agenda::Churn(kind, epoch) if epoch == self.churn_epoch => self.churn(kind),
+                    Agenda::Churn(..) => {}
+                }
+                true
+            }
+            (Some(start), _) if start <= until => {
+                let end = (start.saturating_add(self.window))
+                    .min(next_agenda.unwrap_or(u64::MAX))
+                    .min(until.saturating_add(1));
+                self.run_window(end);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs every partition through the events due before `end`, in
+    /// parallel, then hands their mail over and handles their node events.
+    fn run_window(&mut self, end: u64) {
+        if self.parts.len() == 1 {
+            self.parts[0].run_window(end);
+        } else {
+            self.parts.par_iter_mut().for_each(|p| p.run_window(end));
+        }
+        // Everything before `end` has run: operations started from now on
+        // must not start in the past of any partition.
+        self.now = self.now.max(Instant::from_millis(end - 1));
+        let mut events = std::mem::take(&mut self.scratch_events);
+        for part in &mut self.parts {
+            events.append(&mut part.events);
+        }
+        // The order a single partition would have handled them in.
+        events.sort_by_key(|e| (e.at, e.rank));
+        for e in events.drain(..) {
+            self.on_event(e.at, e.addr, e.event);
+        }
+        self.scratch_events = events;
+    }
+
+    /// Runs the next agenda entry (an operation's start, churn) or window
+    /// of node events; false when nothing is left to run.
+    pub fn step(&mut self) -> bool {
+        self.step_until(u64::MAX - 1)
     }
 
     /// Runs until every operation scheduled so far has finished (or the
@@ -1301,25 +1145,35 @@ where
         self.awaited_open = self.ops.iter().filter(|r| r.finished.is_none()).count();
         let total = self.awaited_open as u64;
         let mut last = self.awaited_open;
-        while self.awaited_open > 0 && self.step() {
-            if self.awaited_open != last {
-                last = self.awaited_open;
-                progress.update(total - last as u64, total);
+        // On a worker of the pool, so that each window's parallel part
+        // starts without waking this thread up afterwards.
+        rayon::scope(|_| {
+            while self.awaited_open > 0 && self.step() {
+                if self.awaited_open != last {
+                    last = self.awaited_open;
+                    progress.update(total - last as u64, total);
+                }
             }
-        }
+        });
     }
 
     /// Runs every event up to `until` (virtual time), then sets the clock
     /// there.
     pub fn run_until(&mut self, until: Instant) {
-        while self
-            .wire
-            .next_at()
-            .is_some_and(|at| at <= until.as_millis())
-        {
-            self.step();
-        }
+        rayon::scope(|_| while self.step_until(until.as_millis()) {});
         self.now = self.now.max(until);
+    }
+}
+
+/// Two distinct elements of a slice, both mutably.
+fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (left, right) = items.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = items.split_at_mut(a);
+        (&mut right[0], &mut left[b])
     }
 }
 
@@ -1343,11 +1197,4 @@ enum Finish {
         termination: crate::query::Termination,
         stats: crate::query::LookupStats,
     },
-}
-
-/// Whether a message-type byte names a response.
-fn is_response(kind: u8) -> bool {
-    MessageKind::ALL
-        .get(kind as usize)
-        .is_some_and(|k| k.is_response())
 }

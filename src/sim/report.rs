@@ -307,6 +307,34 @@ fn kind_name(i: usize) -> String {
     }
 }
 
+impl NetSummary {
+    /// Adds `other`'s traffic counters (datagrams, bytes, exchanges,
+    /// removals, timers) to this summary; node counts and time are left.
+    pub fn add(&mut self, other: &NetSummary) {
+        self.crashed += other.crashed;
+        self.left += other.left;
+        self.sent += other.sent;
+        self.bytes_sent += other.bytes_sent;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.refused += other.refused;
+        self.to_dead += other.to_dead;
+        self.exchanges_ok += other.exchanges_ok;
+        self.exchanges_failed += other.exchanges_failed;
+        self.rejected += other.rejected;
+        if self.per_kind.len() < other.per_kind.len() {
+            self.per_kind.resize(other.per_kind.len(), (0, 0));
+        }
+        for (mine, theirs) in self.per_kind.iter_mut().zip(&other.per_kind) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        self.removed.0 += other.removed.0;
+        self.removed.1 += other.removed.1;
+        self.timers += other.timers;
+    }
+}
+
 impl fmt::Display for NetSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
