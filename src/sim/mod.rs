@@ -18,6 +18,7 @@
 //! ```
 
 mod churn;
+mod crew;
 mod index;
 mod network;
 mod partition;

@@ -5,6 +5,7 @@ use std::collections::{BinaryHeap, HashMap};
 use rayon::prelude::*;
 
 use super::churn::{Departure, Detection};
+use super::crew::Crew;
 use super::index::{KeyIndex, table_of};
 use super::partition::{NetParams, NodeEvent, Partition, Scheduled, unit};
 use super::report::{NetSummary, OpError, OpKind, OpRecord};
@@ -1070,7 +1071,7 @@ where
     /// Runs the next agenda entry due at or before `until`, or else the
     /// next window of virtual time that starts at or before it; false when
     /// nothing is due by then.
-    fn step_until(&mut self, until: u64) -> bool {
+    fn step_until(&mut self, until: u64, crew: Option<&Crew<Partition<S, K, B, L, C, I>>>) -> bool {
         // Datagrams posted since the last step (by the last window, or by
         // commands given between windows) reach their partitions first.
         let count = self.parts.len();
@@ -1099,20 +1100,23 @@ where
                 let end = (start.saturating_add(self.window))
                     .min(next_agenda.unwrap_or(u64::MAX))
                     .min(until.saturating_add(1));
-                self.run_window(end);
+                self.run_window(end, crew);
                 true
             }
             _ => false,
         }
     }
 
-    /// Runs every partition through the events due before `end`, in
-    /// parallel, then hands their mail over and handles their node events.
-    fn run_window(&mut self, end: u64) {
-        if self.parts.len() == 1 {
-            self.parts[0].run_window(end);
-        } else {
-            self.parts.par_iter_mut().for_each(|p| p.run_window(end));
+    /// Runs every partition through the events due before `end` (in
+    /// parallel if a crew is there), then handles their node events.
+    fn run_window(&mut self, end: u64, crew: Option<&Crew<Partition<S, K, B, L, C, I>>>) {
+        match crew {
+            Some(crew) if self.parts.len() > 1 => {
+                let mut theirs = self.parts.split_off(1);
+                crew.run(end, &mut self.parts[0], &mut theirs);
+                self.parts.append(&mut theirs);
+            }
+            _ => self.parts.iter_mut().for_each(|p| p.run_window(end)),
         }
         // Everything before `end` has run: operations started from now on
         // must not start in the past of any partition.
@@ -1132,7 +1136,24 @@ where
     /// Runs the next agenda entry (an operation's start, churn) or window
     /// of node events; false when nothing is left to run.
     pub fn step(&mut self) -> bool {
-        self.step_until(u64::MAX - 1)
+        self.step_until(u64::MAX - 1, None)
+    }
+
+    /// Runs `f` with helper threads for every partition but the first, if
+    /// there are several.
+    fn with_crew<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self, Option<&Crew<Partition<S, K, B, L, C, I>>>) -> R,
+    ) -> R {
+        let helpers = self.parts.len() - 1;
+        if helpers == 0 {
+            return f(self, None);
+        }
+        let crew = Crew::new(helpers);
+        std::thread::scope(|scope| {
+            let _dismiss = crew.start(scope);
+            f(self, Some(&crew))
+        })
     }
 
     /// Runs until every operation scheduled so far has finished (or the
@@ -1145,12 +1166,10 @@ where
         self.awaited_open = self.ops.iter().filter(|r| r.finished.is_none()).count();
         let total = self.awaited_open as u64;
         let mut last = self.awaited_open;
-        // On a worker of the pool, so that each window's parallel part
-        // starts without waking this thread up afterwards.
-        rayon::scope(|_| {
-            while self.awaited_open > 0 && self.step() {
-                if self.awaited_open != last {
-                    last = self.awaited_open;
+        self.with_crew(|sim, crew| {
+            while sim.awaited_open > 0 && sim.step_until(u64::MAX - 1, crew) {
+                if sim.awaited_open != last {
+                    last = sim.awaited_open;
                     progress.update(total - last as u64, total);
                 }
             }
@@ -1160,7 +1179,7 @@ where
     /// Runs every event up to `until` (virtual time), then sets the clock
     /// there.
     pub fn run_until(&mut self, until: Instant) {
-        rayon::scope(|_| while self.step_until(until.as_millis()) {});
+        self.with_crew(|sim, crew| while sim.step_until(until.as_millis(), crew) {});
         self.now = self.now.max(until);
     }
 }

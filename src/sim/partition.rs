@@ -169,6 +169,16 @@ pub(super) struct NetParams {
     pub(super) kind_offset: usize,
 }
 
+impl<S, const K: usize, const B: usize, const L: usize, const C: usize, const I: usize>
+    super::crew::Windowed for Partition<S, K, B, L, C, I>
+where
+    S: Store + Default + Send,
+{
+    fn run_window(&mut self, end: u64) {
+        Partition::run_window(self, end);
+    }
+}
+
 /// A node's event, with the moment and the rank of what caused it.
 pub(super) struct NodeEvent<const K: usize> {
     pub(super) at: u64,
