@@ -281,6 +281,11 @@ fn managed_connections_purge_crashed_nodes_from_every_table() {
     for a in (0..300).step_by(15) {
         sim.crash(a);
     }
+    // Crashing a dead node again, or an address never created, does nothing.
+    sim.crash(15);
+    sim.crash(300);
+    sim.crash(u32::MAX);
+    assert_eq!(sim.summary().crashed, 20);
     assert!(sim.stale_contacts() > 0);
     // Every contact is dead at most γ·δ = 6 s after it was last heard from.
     sim.run_until(sim.now() + Duration::from_secs(7));

@@ -277,8 +277,9 @@ where
     /// Takes node `addr` out: it is dead from now on.
     pub(super) fn remove(&mut self, addr: Addr) -> Option<Box<SimNode<S, K, B, L, C, I>>> {
         let slot = self.slot(addr);
+        let node = self.nodes.get_mut(slot)?.take()?;
         self.timers[slot] = u64::MAX;
-        self.nodes.get_mut(slot)?.take()
+        Some(node)
     }
 
     /// When the earliest event of this partition is due, mail included.
