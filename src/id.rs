@@ -173,6 +173,14 @@ impl Key {
         word(&self.0, 0)
     }
 
+    /// The first 32 bits, as a big-endian integer: a prefix short enough to
+    /// keep one per contact beside a bucket, long enough that two ids of a
+    /// table rarely share it.
+    #[inline]
+    pub fn prefix32(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
+    }
+
     /// Orders `a` and `b` by their XOR distance to `self`, nearest first:
     /// `self.distance(a).cmp(&self.distance(b))` without building either
     /// distance. Routing tables and lookups sort by this in their inner loops.

@@ -509,17 +509,19 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
 /// contact of a group is farther from the key than every contact of the
 /// groups before it. A group is appended unsorted and sorted once at its
 /// end; only a group that would overflow the list falls back to sorted
-/// insertion. Each entry carries the first 64 bits of its distance: among a
-/// table's contacts they almost never tie, so most comparisons are one
-/// integer comparison, and only a tie compares whole keys.
+/// insertion. Each entry carries the first 32 bits of its distance (from
+/// the prefixes the bucket keeps, see [`Bucket`]), shifted to the top of a
+/// `u64`: among a table's contacts they almost never tie, so most
+/// comparisons are one integer comparison, and only a tie compares whole
+/// keys.
 struct Closest<'a, 'k, A, const N: usize> {
     best: Vec<(u64, &'a Peer<A>), N>,
     key: &'k Key,
-    key_word: u64,
+    key_prefix: u32,
     n: usize,
     exclude: Option<&'k NodeId>,
-    /// The first word of the excluded id's distance: only a contact that
-    /// matches it needs the whole id compared.
+    /// The distance word of the excluded id: only a contact that matches it
+    /// needs the whole id compared.
     exclude_word: Option<u64>,
     group_start: usize,
     /// Whether the current group is already sorted (it overflowed).
@@ -528,17 +530,22 @@ struct Closest<'a, 'k, A, const N: usize> {
 
 impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
     fn new(key: &'k Key, n: usize, exclude: Option<&'k NodeId>) -> Self {
-        let key_word = key.first_word();
+        let key_prefix = key.prefix32();
         Closest {
             best: Vec::new(),
             key,
-            key_word,
+            key_prefix,
             n,
             exclude,
-            exclude_word: exclude.map(|e| key_word ^ e.first_word()),
+            exclude_word: exclude.map(|e| distance_word(key_prefix, e.prefix32())),
             group_start: 0,
             sorted: false,
         }
+    }
+
+    /// The distance word of a contact whose id starts with `word`.
+    fn distance_word(&self, word: u32) -> u64 {
+        distance_word(self.key_prefix, word)
     }
 
     fn is_full(&self) -> bool {
@@ -546,9 +553,14 @@ impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
     }
 
     fn add<const K: usize, const I: usize>(&mut self, bucket: &'a Bucket<A, K, I>) {
-        for contacts in [bucket.contacts(), bucket.incoming()] {
-            for c in contacts {
-                let d = self.key_word ^ c.peer.id.first_word();
+        let lists = [
+            (bucket.words(), bucket.contacts()),
+            (bucket.incoming_words(), bucket.incoming()),
+        ];
+        for (words, contacts) in lists {
+            // The contact itself is read only on a tie of prefixes.
+            for (&word, c) in words.iter().zip(contacts) {
+                let d = self.distance_word(word);
                 if self.exclude_word == Some(d) && self.exclude == Some(&c.peer.id) {
                     continue;
                 }
@@ -591,8 +603,14 @@ impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
     }
 }
 
-/// Whether entry `a` is farther from `key` than entry `b`: by the first 64
-/// bits of the distance each carries, and by the whole key on a tie.
+/// The first 32 bits of the distance between ids starting with `a` and
+/// `b`, at the top of a `u64` (so that the lower bits compare equal).
+fn distance_word(a: u32, b: u32) -> u64 {
+    u64::from(a ^ b) << 32
+}
+
+/// Whether entry `a` is farther from `key` than entry `b`: by the distance
+/// word each carries, and by the whole key on a tie.
 fn farther<A>(key: &Key, a: &(u64, &Peer<A>), b: &(u64, &Peer<A>)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && key.cmp_distance(&a.1.id, &b.1.id).is_gt())
 }
@@ -805,6 +823,15 @@ mod tests {
                 .iter()
                 .any(|c| c.peer.id == ids[4])
         );
+        // Each side keeps its own id prefixes, in its own order.
+        let b = t.bucket(0).unwrap();
+        let prefixes = |list: &[Contact<u32>]| -> std::vec::Vec<u32> {
+            list.iter().map(|c| c.peer.id.prefix32()).collect()
+        };
+        assert_eq!(b.words(), prefixes(b.contacts()).as_slice());
+        assert_eq!(b.incoming_words(), prefixes(b.incoming()).as_slice());
+        assert_eq!(b.incoming_words().len(), 2);
+        assert!(t.contains(&ids[3]) && t.contains(&ids[4]) && !t.contains(&ids[2]));
         // Both sides are searched by closest_into.
         let mut out: Vec<Peer<u32>, 8> = Vec::new();
         t.closest_into(&ids[3], 8, None, &mut out);
@@ -830,11 +857,34 @@ mod tests {
             for i in 0..count {
                 // Mix uniform ids with ids near `local` so that every bucket,
                 // the merged last one included, gets exercised.
-                let id = if near { local.random_with_prefix(rng.below(12) as usize, &mut rng) } else { Key::random(&mut rng) };
-                let outcome = t.insert(peer(id, i as u32), Instant::from_millis(i as u64), Origin::Outgoing);
+                // Some share 32 bits or more with it: their prefixes tie.
+                let depth = if rng.below(4) == 0 { 32 + rng.below(8) } else { rng.below(12) };
+                let id = if near { local.random_with_prefix(depth as usize, &mut rng) } else { Key::random(&mut rng) };
+                let now = Instant::from_millis(i as u64);
+                let outcome = t.insert(peer(id, i as u32), now, Origin::Outgoing);
                 if let InsertOutcome::Pending { ping } = outcome && rng.below(2) == 0 {
-                    t.record_failure(&ping.id, Instant::from_millis(i as u64), 1);
+                    t.record_failure(&ping.id, now, 1);
                 }
+                // Refresh (moves to the fresh end) or remove a known contact.
+                let pick = rng.below(t.len().max(1) as u64) as usize;
+                let known = t.iter().nth(pick).map(|c| c.peer.clone());
+                if let Some(known) = known {
+                    match rng.below(4) {
+                        0 => prop_assert_eq!(t.insert(known, now, Origin::Incoming), InsertOutcome::Refreshed),
+                        1 => prop_assert!(t.remove(&known.id, now).is_some()),
+                        _ => {}
+                    }
+                }
+            }
+            // The prefixes beside each list match its contacts, in order,
+            // and every contact is found by id.
+            for b in t.buckets() {
+                let words: std::vec::Vec<u32> = b.contacts().iter().map(|c| c.peer.id.prefix32()).collect();
+                prop_assert_eq!(b.words(), words.as_slice());
+                prop_assert!(b.incoming_words().is_empty());
+            }
+            for c in t.iter() {
+                prop_assert_eq!(t.get(&c.peer.id).map(|f| f.peer.addr), Some(c.peer.addr));
             }
             prop_assert!(t.len() <= 3 * 8);
             prop_assert!(!t.contains(&local));

@@ -9,7 +9,6 @@ use super::network::{Addr, Churn, Op, Progress, SimConfig, Simulator};
 use super::report::{Dist, NetSummary, OpError, OpKind};
 use crate::event::RemovalReason;
 use crate::id::Key;
-use crate::peer::Peer;
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::time::{Duration, Instant};
@@ -229,21 +228,6 @@ where
     /// later, and counts the entries never dropped.
     pub fn track_holders(&mut self) {
         self.detection.track_holders = true;
-    }
-
-    /// Whether `closest` contains the live node closest to `target` other
-    /// than `asker` (None if there is no such node).
-    pub(super) fn nearest_found(
-        &self,
-        asker: Addr,
-        target: &Key,
-        closest: &[Peer<Addr>],
-    ) -> Option<bool> {
-        let nearest = self
-            .true_closest(target, 2)
-            .into_iter()
-            .find(|&a| a != asker)?;
-        Some(closest.iter().any(|p| p.addr == nearest))
     }
 }
 

@@ -300,6 +300,9 @@ pub struct Simulator<
     gone_timeouts: u64,
     scratch_events: Vec<NodeEvent<K>>,
     scratch_truth: Vec<u32>,
+    /// Finished lookups whose accuracy is still to be measured against the
+    /// index (see `settle_truth`).
+    unsettled: Vec<Unsettled>,
     /// When nodes went away, and how long their contacts took to notice.
     pub(super) detection: Detection,
 }
@@ -351,6 +354,7 @@ where
             gone_timeouts: 0,
             scratch_events: Vec::new(),
             scratch_truth: Vec::new(),
+            unsettled: Vec::new(),
             detection: Detection::default(),
             cfg,
         };
@@ -410,7 +414,9 @@ where
         self.node(addr).is_some()
     }
 
-    /// Every operation so far, in the order they were scheduled.
+    /// Every operation so far, in the order they were scheduled. A
+    /// find_node's `accuracy` and `nearest` are filled in when the call that
+    /// ran it (`run_until_done`, `run_until`, `step`) returns.
     pub fn ops(&self) -> &[OpRecord] {
         &self.ops
     }
@@ -491,6 +497,7 @@ where
         let (id, node) = Self::new_node(&self.cfg.node, self.cfg.seed, addr, self.now);
         self.push_node(addr, node);
         self.ids.push(id);
+        self.settle_truth();
         self.index.insert(id, addr);
         addr
     }
@@ -561,6 +568,7 @@ where
         for a in first..first + n {
             self.live.insert(a as Addr);
         }
+        self.settle_truth();
         if first == 0 {
             self.index = sorted;
         } else {
@@ -816,6 +824,7 @@ where
         self.note_departure(addr, Departure::Crash);
         self.summary.crashed += 1;
         self.live.remove(addr);
+        self.settle_truth();
         self.index.remove(&self.ids[addr as usize]);
         let mine: Vec<(Addr, u32)> = self
             .running
@@ -887,7 +896,6 @@ where
 
     fn on_event(&mut self, at: u64, addr: Addr, event: Event<Addr, K>) {
         let now = Instant::from_millis(at);
-        let mut nearest = None;
         let (query, finish) = match event {
             Event::ContactRemoved { peer, reason, .. } => {
                 self.detection.removed(now, addr, peer.addr, reason);
@@ -921,14 +929,22 @@ where
                 termination,
                 stats,
             } => {
-                let accuracy = self.accuracy(addr, &target, &closest, self.b());
-                nearest = self.nearest_found(addr, &target, &closest);
+                // Measured later, many at once and in parallel (see
+                // `settle_truth`); the index cannot change until then.
+                if let Some(&index) = self.running.get(&(addr, query.0)) {
+                    self.unsettled.push(Unsettled {
+                        op: index,
+                        asker: addr,
+                        target,
+                        returned: closest.iter().map(|p| p.addr).collect(),
+                    });
+                }
                 (
                     query,
                     Finish::Lookup {
                         returned: closest.len(),
                         dead: self.count_dead(&closest),
-                        accuracy,
+                        accuracy: None,
                         termination,
                         stats,
                         found: None,
@@ -994,7 +1010,6 @@ where
         self.op_done(index as usize);
         let rec = &mut self.ops[index as usize];
         rec.finished = Some(now);
-        rec.nearest = nearest;
         match finish {
             Finish::Join {
                 contacts,
@@ -1046,26 +1061,47 @@ where
         (self.cfg.node.closest as usize).clamp(1, K.min(crate::wire::MAX_CONTACTS))
     }
 
-    /// The share of the `b` live nodes closest to `target` (other than the
-    /// asking node) that `closest` contains.
-    fn accuracy(
-        &mut self,
-        asker: Addr,
-        target: &Key,
-        closest: &[Peer<Addr>],
-        b: usize,
-    ) -> Option<f64> {
-        let mut truth = std::mem::take(&mut self.scratch_truth);
-        self.index.closest(target, b + 1, &mut truth);
-        truth.retain(|&a| a != asker);
-        truth.truncate(b);
-        let hits = truth
-            .iter()
-            .filter(|&&a| closest.iter().any(|p| p.addr == a))
-            .count();
-        let acc = (!truth.is_empty()).then(|| hits as f64 / truth.len() as f64);
-        self.scratch_truth = truth;
-        acc
+    /// Measures every lookup finished since the last call against the
+    /// index as it is now: the share of the `b` live nodes closest to its
+    /// target (other than the asking node) that it returned, and whether it
+    /// returned the nearest of them. Called before the index changes and
+    /// before a run returns, so each lookup is measured against the network
+    /// at its end; large batches are measured in parallel, off the event
+    /// loop's thread.
+    fn settle_truth(&mut self) {
+        /// Below this many lookups, threads cost more than they save.
+        const PARALLEL_FROM: usize = 64;
+        let b = self.b();
+        let index = &self.index;
+        let measure = |truth: &mut Vec<u32>, u: &Unsettled| {
+            index.closest(&u.target, b + 1, truth);
+            truth.retain(|&a| a != u.asker);
+            let nearest = truth.first().map(|n| u.returned.contains(n));
+            truth.truncate(b);
+            let hits = truth.iter().filter(|a| u.returned.contains(a)).count();
+            let accuracy = (!truth.is_empty()).then(|| hits as f64 / truth.len() as f64);
+            (accuracy, nearest)
+        };
+        let verdicts: Vec<(Option<f64>, Option<bool>)> = if self.unsettled.len() < PARALLEL_FROM {
+            let mut truth = std::mem::take(&mut self.scratch_truth);
+            let v = self
+                .unsettled
+                .iter()
+                .map(|u| measure(&mut truth, u))
+                .collect();
+            self.scratch_truth = truth;
+            v
+        } else {
+            self.unsettled
+                .par_iter()
+                .map_init(Vec::new, measure)
+                .collect()
+        };
+        for (u, (accuracy, nearest)) in self.unsettled.drain(..).zip(verdicts) {
+            let rec = &mut self.ops[u.op as usize];
+            rec.accuracy = accuracy;
+            rec.nearest = nearest;
+        }
     }
 
     /// Runs the next agenda entry due at or before `until`, or else the
@@ -1136,7 +1172,9 @@ where
     /// Runs the next agenda entry (an operation's start, churn) or window
     /// of node events; false when nothing is left to run.
     pub fn step(&mut self) -> bool {
-        self.step_until(u64::MAX - 1, None)
+        let stepped = self.step_until(u64::MAX - 1, None);
+        self.settle_truth();
+        stepped
     }
 
     /// Runs `f` with helper threads for every partition but the first, if
@@ -1174,6 +1212,7 @@ where
                 }
             }
         });
+        self.settle_truth();
     }
 
     /// Runs every event up to `until` (virtual time), then sets the clock
@@ -1181,6 +1220,7 @@ where
     pub fn run_until(&mut self, until: Instant) {
         self.with_crew(|sim, crew| while sim.step_until(until.as_millis(), crew) {});
         self.now = self.now.max(until);
+        self.settle_truth();
     }
 }
 
@@ -1194,6 +1234,14 @@ fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
         let (left, right) = items.split_at_mut(a);
         (&mut right[0], &mut left[b])
     }
+}
+
+/// A finished lookup whose accuracy is still to be measured.
+struct Unsettled {
+    op: u32,
+    asker: Addr,
+    target: Key,
+    returned: Vec<Addr>,
 }
 
 enum Finish {
