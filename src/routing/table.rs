@@ -52,25 +52,28 @@ pub struct RemovedContact<A> {
 /// contacts plus `B` small replacement caches, whatever the id length. The
 /// owner's own id is never stored. With `I = 0` (the default) buckets are
 /// classic: both kinds of contact share the `K` slots.
+// The small fields every datagram reads come first (`repr(C)`), where they
+// share a cache line, instead of after the buckets.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct RoutingTable<A, const K: usize, const B: usize, const I: usize = 0> {
-    local: NodeId,
-    buckets: [Bucket<A, K, I>; B],
-    /// How many contacts each bucket holds, kept apart from the buckets:
-    /// `closest` walks past many buckets, most of them empty in a large
-    /// table's deep end, and reading this array touches one cache line where
-    /// reading each bucket's own length touched one per bucket.
-    fill: [u8; B],
-    /// The node asks about probes after every datagram; these counts let it
-    /// skip scanning the whole table when there are none, which is the
-    /// common case outside managed mode.
-    probes: ProbeCounts,
     /// No outstanding eviction or verification probe started before this
     /// (`None` when there is none). A lower bound, not the exact minimum: a
     /// probe that ends leaves it as it was, which can only make the node
     /// wake early, and [`RoutingTable::refresh_probe_floor`] makes it exact
     /// again. It lets `poll_timeout` answer without scanning the table.
     probe_floor: Option<Instant>,
+    /// The node asks about probes after every datagram; these counts let it
+    /// skip scanning the whole table when there are none, which is the
+    /// common case outside managed mode.
+    probes: ProbeCounts,
+    /// How many contacts each bucket holds, kept apart from the buckets:
+    /// `closest` walks past many buckets, most of them empty in a large
+    /// table's deep end, and reading this array touches one cache line where
+    /// reading each bucket's own length touched one per bucket.
+    fill: [u8; B],
+    local: NodeId,
+    buckets: [Bucket<A, K, I>; B],
 }
 
 /// How many contacts have a probe outstanding, how many of those are not

@@ -61,6 +61,7 @@ fn body_error(e: postcard::Error) -> DecodeError {
 ///
 /// The checks run in wire order (length, version, header, network, message
 /// type, fields, trailing bytes), so the error names the first fault.
+#[inline(always)]
 pub fn decode<A: Address>(bytes: &[u8], network: u32) -> Result<Message<A>, DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if bytes.len() > A::MAX_MESSAGE_LEN {
