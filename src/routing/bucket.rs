@@ -26,18 +26,22 @@ pub enum Side {
 /// With `I = 0` the bucket is a classic Kademlia bucket: every contact,
 /// whoever started the relationship, shares the `K` slots.
 ///
-/// Beside each list, the bucket keeps the first 32 bits of every contact's
-/// id (`words[i]` belongs to `contacts[i]`). Finding a contact, and choosing
-/// the closest ones, read these, one or two cache lines for the whole bucket,
-/// and touch a contact itself only when its prefix matches or it is chosen:
-/// a contact takes a cache line of its own, and in a large simulation the
-/// line is rarely in cache. The fields are in this order (`repr(C)`) so that
-/// the prefixes and the list's length share the bucket's first lines.
+/// With `std` (hosts and the simulator), the bucket keeps the first 32 bits
+/// of every contact's id beside each list (the prefix of slot `i` belongs to
+/// contact `i`). Finding a contact, and choosing the closest ones, read
+/// these, one or two cache lines for the whole bucket, and touch a contact
+/// itself only when its prefix matches or it is chosen: a contact takes a
+/// cache line of its own, and in a large simulation the line is rarely in
+/// cache. Without `std` the prefixes are read from the contacts themselves:
+/// a microcontroller has no data cache to spare misses in, and the 4 bytes
+/// per slot (320 for the default node) would not fit its RAM budget. The
+/// fields are in this order (`repr(C)`) so that the prefixes and the list's
+/// length share the bucket's first lines.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct Bucket<A, const K: usize, const I: usize = 0> {
-    words: [u32; K],
-    incoming_words: [u32; I],
+    words: Prefixes<K>,
+    incoming_words: Prefixes<I>,
     // One-byte lengths: K and I are at most 255, and a table has 3 * B of
     // these vectors (60 by default), so usize lengths would waste ~400 bytes.
     pub(crate) contacts: Vec<Contact<A>, K, u8>,
@@ -56,8 +60,8 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
     /// An empty bucket.
     pub const fn new() -> Self {
         Bucket {
-            words: [0; K],
-            incoming_words: [0; I],
+            words: Prefixes::new(),
+            incoming_words: Prefixes::new(),
             contacts: Vec::new(),
             incoming: Vec::new(),
             replacements: Vec::new(),
@@ -118,40 +122,38 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
         }
     }
 
-    /// The first 32 bits of each id of [`Bucket::contacts`], in its order.
-    pub(crate) fn words(&self) -> &[u32] {
-        &self.words[..self.contacts.len()]
+    /// Each contact of [`Bucket::contacts`] with the first 32 bits of its
+    /// id, in order.
+    pub(crate) fn prefixed(&self) -> impl Iterator<Item = (u32, &Contact<A>)> {
+        self.words.zip(&self.contacts)
     }
 
-    /// The first 32 bits of each id of [`Bucket::incoming`], in its order.
+    /// Each contact of [`Bucket::incoming`] with the first 32 bits of its id.
+    pub(crate) fn prefixed_incoming(&self) -> impl Iterator<Item = (u32, &Contact<A>)> {
+        self.incoming_words.zip(self.incoming())
+    }
+
+    /// The prefixes kept beside [`Bucket::contacts`] (for checking).
+    #[cfg(all(test, feature = "std"))]
+    pub(crate) fn words(&self) -> &[u32] {
+        &self.words.words[..self.contacts.len()]
+    }
+
+    /// The prefixes kept beside [`Bucket::incoming`] (for checking).
+    #[cfg(all(test, feature = "std"))]
     pub(crate) fn incoming_words(&self) -> &[u32] {
-        if I == 0 {
-            &[]
-        } else {
-            &self.incoming_words[..self.incoming.len()]
-        }
+        &self.incoming_words.words[..self.incoming.len()]
     }
 
     pub(crate) fn locate(&self, id: &NodeId) -> Option<(Side, usize)> {
         let word = id.prefix32();
-        let find = |words: &[u32], list: &[Contact<A>]| {
-            words
-                .iter()
-                .zip(list)
-                .position(|(&w, c)| w == word && c.peer.id == *id)
-        };
-        if let Some(i) = find(self.words(), &self.contacts) {
+        let matches = |(w, c): (u32, &Contact<A>)| w == word && c.peer.id == *id;
+        if let Some(i) = self.prefixed().position(matches) {
             return Some((Side::Outgoing, i));
         }
-        find(self.incoming_words(), self.incoming()).map(|i| (Side::Incoming, i))
-    }
-
-    /// The whole prefix array of `side`.
-    fn words_mut(&mut self, side: Side) -> &mut [u32] {
-        match side {
-            Side::Outgoing => &mut self.words,
-            Side::Incoming => &mut self.incoming_words,
-        }
+        self.prefixed_incoming()
+            .position(matches)
+            .map(|i| (Side::Incoming, i))
     }
 
     /// A contact, to update its state; its id must not change (the prefix
@@ -168,20 +170,30 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
         let word = c.peer.id.prefix32();
         let at = self.list(side).len();
         match side {
-            Side::Outgoing => self.contacts.push(c)?,
-            Side::Incoming => self.incoming.push(c)?,
+            Side::Outgoing => {
+                self.contacts.push(c)?;
+                self.words.set(at, word);
+            }
+            Side::Incoming => {
+                self.incoming.push(c)?;
+                self.incoming_words.set(at, word);
+            }
         }
-        self.words_mut(side)[at] = word;
         Ok(())
     }
 
     /// Removes contact `i` of `side`, and its prefix.
     fn take(&mut self, side: Side, i: usize) -> Contact<A> {
         let len = self.list(side).len();
-        self.words_mut(side).copy_within(i + 1..len, i);
         match side {
-            Side::Outgoing => self.contacts.remove(i),
-            Side::Incoming => self.incoming.remove(i),
+            Side::Outgoing => {
+                self.words.remove(i, len);
+                self.contacts.remove(i)
+            }
+            Side::Incoming => {
+                self.incoming_words.remove(i, len);
+                self.incoming.remove(i)
+            }
         }
     }
 
@@ -226,5 +238,54 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
             peer
         });
         (removed, promoted)
+    }
+}
+
+/// The id prefixes kept beside one list of a bucket (see [`Bucket`]): with
+/// `std` an array, slot for slot; without it nothing, and each prefix is
+/// read from its contact.
+#[derive(Clone, Debug)]
+struct Prefixes<const N: usize> {
+    #[cfg(feature = "std")]
+    words: [u32; N],
+}
+
+impl<const N: usize> Prefixes<N> {
+    const fn new() -> Self {
+        Prefixes {
+            #[cfg(feature = "std")]
+            words: [0; N],
+        }
+    }
+
+    /// Records the prefix of the contact now in slot `at`.
+    fn set(&mut self, at: usize, word: u32) {
+        #[cfg(feature = "std")]
+        {
+            self.words[at] = word;
+        }
+        #[cfg(not(feature = "std"))]
+        let _ = (at, word);
+    }
+
+    /// Closes the gap left by slot `i` of a list that held `len` contacts.
+    fn remove(&mut self, i: usize, len: usize) {
+        #[cfg(feature = "std")]
+        self.words.copy_within(i + 1..len, i);
+        #[cfg(not(feature = "std"))]
+        let _ = (i, len);
+    }
+
+    /// Each contact of `list` (the list these prefixes belong to) with its
+    /// prefix.
+    fn zip<'a, A>(&'a self, list: &'a [Contact<A>]) -> impl Iterator<Item = (u32, &'a Contact<A>)> {
+        #[cfg(feature = "std")]
+        {
+            self.words.iter().copied().zip(list)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            list.iter().map(|c| (c.peer.id.prefix32(), c))
+        }
     }
 }

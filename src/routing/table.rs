@@ -556,27 +556,30 @@ impl<'a, 'k, A: Clone + PartialEq, const N: usize> Closest<'a, 'k, A, N> {
     }
 
     fn add<const K: usize, const I: usize>(&mut self, bucket: &'a Bucket<A, K, I>) {
-        let lists = [
-            (bucket.words(), bucket.contacts()),
-            (bucket.incoming_words(), bucket.incoming()),
-        ];
-        for (words, contacts) in lists {
-            // The contact itself is read only on a tie of prefixes.
-            for (&word, c) in words.iter().zip(contacts) {
-                let d = self.distance_word(word);
-                if self.exclude_word == Some(d) && self.exclude == Some(&c.peer.id) {
-                    continue;
-                }
-                if !self.sorted {
-                    if self.best.push((d, &c.peer)).is_ok() {
-                        continue;
-                    }
-                    self.sort_group();
-                    self.sorted = true;
-                }
-                insert_by_distance(&mut self.best, self.n, self.key, d, &c.peer);
-            }
+        for (word, c) in bucket.prefixed() {
+            self.consider(word, c);
         }
+        for (word, c) in bucket.prefixed_incoming() {
+            self.consider(word, c);
+        }
+    }
+
+    /// Adds a contact whose id starts with `word`; the contact itself is
+    /// read only on a tie of prefixes.
+    #[inline(always)]
+    fn consider(&mut self, word: u32, c: &'a Contact<A>) {
+        let d = self.distance_word(word);
+        if self.exclude_word == Some(d) && self.exclude == Some(&c.peer.id) {
+            return;
+        }
+        if !self.sorted {
+            if self.best.push((d, &c.peer)).is_ok() {
+                return;
+            }
+            self.sort_group();
+            self.sorted = true;
+        }
+        insert_by_distance(&mut self.best, self.n, self.key, d, &c.peer);
     }
 
     fn end_group(&mut self) {
@@ -615,7 +618,16 @@ fn distance_word(a: u32, b: u32) -> u64 {
 /// Whether entry `a` is farther from `key` than entry `b`: by the distance
 /// word each carries, and by the whole key on a tie.
 fn farther<A>(key: &Key, a: &(u64, &Peer<A>), b: &(u64, &Peer<A>)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && key.cmp_distance(&a.1.id, &b.1.id).is_gt())
+    a.0 > b.0 || (a.0 == b.0 && farther_on_tie(key, a.1, b.1))
+}
+
+/// The rare tie of `farther`, kept out of line: inlined, the compiler may
+/// load both ids before it knows the words tie (the references are known
+/// to be valid), and each such load is a cache miss on a cold contact.
+#[cold]
+#[inline(never)]
+fn farther_on_tie<A>(key: &Key, a: &Peer<A>, b: &Peer<A>) -> bool {
+    key.cmp_distance(&a.id, &b.id).is_gt()
 }
 
 /// Inserts `peer`, whose distance to `key` starts with `d`, into `best`
