@@ -178,7 +178,7 @@ impl Key {
     /// table rarely share it.
     #[inline]
     pub fn prefix32(&self) -> u32 {
-        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
+        (self.first_word() >> 32) as u32
     }
 
     /// Orders `a` and `b` by their XOR distance to `self`, nearest first:
