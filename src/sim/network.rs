@@ -299,6 +299,8 @@ pub struct Simulator<
     /// Sum of the metrics of nodes that are gone.
     gone_timeouts: u64,
     scratch_events: Vec<NodeEvent<K>>,
+    /// The partitions handed to the crew during a window (empty between).
+    scratch_parts: Vec<Partition<S, K, B, L, C, I>>,
     scratch_truth: Vec<u32>,
     /// Finished lookups whose accuracy is still to be measured against the
     /// index (see `settle_truth`).
@@ -353,6 +355,7 @@ where
             churn_epoch: 0,
             gone_timeouts: 0,
             scratch_events: Vec::new(),
+            scratch_parts: Vec::new(),
             scratch_truth: Vec::new(),
             unsettled: Vec::new(),
             detection: Detection::default(),
@@ -1148,9 +1151,13 @@ where
     fn run_window(&mut self, end: u64, crew: Option<&Crew<Partition<S, K, B, L, C, I>>>) {
         match crew {
             Some(crew) if self.parts.len() > 1 => {
-                let mut theirs = self.parts.split_off(1);
+                // A kept vector: a run has up to hundreds of thousands of
+                // windows, and `split_off` would allocate one for each.
+                let mut theirs = std::mem::take(&mut self.scratch_parts);
+                theirs.extend(self.parts.drain(1..));
                 crew.run(end, &mut self.parts[0], &mut theirs);
                 self.parts.append(&mut theirs);
+                self.scratch_parts = theirs;
             }
             _ => self.parts.iter_mut().for_each(|p| p.run_window(end)),
         }
