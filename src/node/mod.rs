@@ -433,6 +433,7 @@ impl<
                     }
                     CandidateState::Storing { txid, deadline, .. } if deadline <= now => {
                         lookup.candidates[i].state = CandidateState::StoreFailed { txid };
+                        lookup.pending = lookup.pending.saturating_sub(1);
                         lookup.stats.timeouts = lookup.stats.timeouts.saturating_add(1);
                         let id = lookup.candidates[i].peer.id;
                         self.metrics.timeouts += 1;
@@ -447,6 +448,7 @@ impl<
                 for c in lookup.candidates.iter_mut() {
                     if let CandidateState::Storing { txid, .. } = c.state {
                         c.state = CandidateState::StoreFailed { txid };
+                        lookup.pending = lookup.pending.saturating_sub(1);
                     }
                 }
                 if lookup.phase == Phase::Storing {
@@ -833,6 +835,9 @@ impl<
                         marked += 1;
                     }
                 }
+                let marked_u8 = u8::try_from(marked).unwrap_or(u8::MAX);
+                l.pending = l.pending.saturating_add(marked_u8);
+                l.unsent = l.unsent.saturating_add(marked_u8);
                 l.phase = if marked == 0 {
                     Phase::Finished(t)
                 } else {
@@ -1105,6 +1110,7 @@ impl<
             (true, Response::StoreAck(status)) => {
                 let txid = l.candidates[ci].state.txid().unwrap_or(0);
                 l.candidates[ci].state = CandidateState::Stored { txid, status };
+                l.pending = l.pending.saturating_sub(1);
                 l.stats.responses = l.stats.responses.saturating_add(1);
                 ReplyEffect::None
             }
@@ -1186,7 +1192,7 @@ impl<
             };
             return Some(encode(out.to, header(out.txid), &body, buf));
         }
-        for l in self.lookups.iter_mut() {
+        for l in self.lookups.iter_mut().filter(|l| l.unsent > 0) {
             for c in l.candidates.iter_mut() {
                 let (txid, body) = match &mut c.state {
                     CandidateState::InFlight { txid, sent, .. } if !*sent => {
@@ -1206,9 +1212,12 @@ impl<
                     }
                     _ => continue,
                 };
+                l.unsent -= 1;
                 l.stats.requests = l.stats.requests.saturating_add(1);
                 return Some(encode(c.peer.addr.clone(), header(txid), &body, buf));
             }
+            // The count was high (a marked request ended before it was sent).
+            l.unsent = 0;
         }
         for s in self.seeds.iter_mut() {
             if !s.sent {

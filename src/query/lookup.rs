@@ -152,6 +152,16 @@ pub(crate) struct Lookup<A, const C: usize> {
     round_sent: u8,
     round_resolved: u8,
     round_progress: bool,
+    /// At least the number of candidates whose request (`InFlight` or
+    /// `Storing`) is outstanding: `next_deadline` stops looking once it has
+    /// seen that many. Raised wherever such a state is made; lowered where
+    /// one ends, and if some path forgets to lower it, the scan only runs
+    /// to the end of the list.
+    pub(crate) pending: u8,
+    /// At least the number of requests marked but not yet sent. The node
+    /// skips this lookup's list when looking for one to send while it is 0,
+    /// and sets it to 0 when a scan finds none.
+    pub(crate) unsent: u8,
     stale_rounds: u8,
     /// In the final sweep: every unasked one of the `width` closest is asked.
     sweeping: bool,
@@ -188,6 +198,8 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             round_sent: 0,
             round_resolved: 0,
             round_progress: false,
+            pending: 0,
+            unsent: 0,
             stale_rounds: 0,
             sweeping: false,
             stats: LookupStats::default(),
@@ -206,6 +218,8 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         self.target = target;
         self.phase = Phase::Searching;
         self.candidates.clear();
+        self.pending = 0;
+        self.unsent = 0;
         self.round_sent = 0;
         self.round_resolved = 0;
         self.round_progress = false;
@@ -361,6 +375,8 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
                 self.round_sent += 1;
             }
         }
+        self.pending = self.pending.saturating_add(self.round_sent);
+        self.unsent = self.unsent.saturating_add(self.round_sent);
         if self.round_sent > 0 {
             self.stats.rounds = self.stats.rounds.saturating_add(1);
         }
@@ -396,6 +412,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         let CandidateState::InFlight { txid, round, .. } = self.candidates[i].state else {
             return ReplyEffect::None;
         };
+        self.pending = self.pending.saturating_sub(1);
         if ok {
             self.candidates[i].state = CandidateState::Answered { txid };
             self.stats.responses = self.stats.responses.saturating_add(1);
@@ -486,10 +503,17 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     /// The earliest deadline among outstanding requests and the lookup itself.
     pub(crate) fn next_deadline(&self) -> Instant {
         let mut t = self.deadline;
+        let mut seen = 0;
         for c in self.candidates.iter() {
+            if seen >= self.pending {
+                break;
+            }
             match c.state {
                 CandidateState::InFlight { deadline, .. }
-                | CandidateState::Storing { deadline, .. } => t = t.min(deadline),
+                | CandidateState::Storing { deadline, .. } => {
+                    t = t.min(deadline);
+                    seen += 1;
+                }
                 _ => {}
             }
         }
@@ -549,6 +573,52 @@ mod tests {
     }
 
     #[test]
+    fn the_next_deadline_counts_every_request_still_outstanding() {
+        let target = Key::ZERO;
+        let mut lookup: Lookup<u32, C> = Lookup::new(
+            QueryId(1),
+            LookupKind::FindNode,
+            target,
+            4,
+            Instant::ZERO,
+            Duration::from_secs(60),
+        );
+        let peers: std::vec::Vec<Peer<u32>> = (1..=5)
+            .map(|b| Peer::new(key(b, 0), u32::from(b)))
+            .collect();
+        assert_eq!(lookup.offer_all(&peers, &key(0xff, 0), 0), 5);
+        assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
+        let mut txid = 0;
+        // Two requests at 0 ms, then one more at 500 ms once both answered.
+        let timeout = Duration::from_millis(1000);
+        assert_eq!(
+            lookup.start_round(2, Instant::ZERO, timeout, || {
+                txid += 1;
+                txid
+            }),
+            2
+        );
+        assert_eq!((lookup.pending, lookup.unsent), (2, 2));
+        assert_eq!(lookup.next_deadline(), Instant::from_millis(1000));
+        lookup.resolve(0, true, 2, 3);
+        assert_eq!(lookup.next_deadline(), Instant::from_millis(1000));
+        lookup.resolve(1, false, 2, 3);
+        assert_eq!(lookup.pending, 0);
+        assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
+        let at = Instant::from_millis(500);
+        assert_eq!(
+            lookup.start_round(1, at, timeout, || {
+                txid += 1;
+                txid
+            }),
+            1
+        );
+        // The one outstanding request is the third candidate: the scan
+        // must not stop before it.
+        assert_eq!(lookup.next_deadline(), Instant::from_millis(1500));
+    }
+
+    #[test]
     fn a_full_list_keeps_candidates_in_flight() {
         let target = Key::ZERO;
         let local = key(0xff, 0);
@@ -562,6 +632,7 @@ mod tests {
         );
         let far = [Peer::new(key(0x40, 0), 1), Peer::new(key(0x80, 0), 2)];
         assert_eq!(lookup.offer_all(&far, &local, 0), 2);
+        lookup.pending = 2;
         for c in lookup.candidates.iter_mut() {
             c.state = CandidateState::InFlight {
                 txid: 1,
