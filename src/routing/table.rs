@@ -333,12 +333,20 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     /// `n` (and at most `N`), skipping `exclude`: references into the table,
     /// so that a reply can be encoded without copying a contact.
     ///
-    /// No allocation and no full sort: contacts in the bucket `key` falls in
-    /// are closer to `key` than those of the buckets past it, which are
-    /// closer than those of any bucket before it, and bucket `i < index(key)`
-    /// is closer than bucket `i - 1`. So the buckets are visited in that
-    /// order, each such group is sorted on its own and appended to a list of
-    /// at most `n`, and the walk stops once the list is full.
+    /// No allocation and no full sort: every contact of one bucket is closer
+    /// to `key` than every contact of another, except in the last bucket,
+    /// which merges every longer prefix. So the buckets are visited nearest
+    /// first, each is sorted on its own and appended to a list of at most
+    /// `n`, and the walk stops once the list is full.
+    ///
+    /// The order, with `split` the bucket `key` falls in and `d` the
+    /// distance from this node to `key`: `split` itself (its contacts agree
+    /// with `key` where `key` leaves this node's id); then each later bucket
+    /// `j` whose bit `j` of `d` is 1, in increasing order (its contacts
+    /// agree with `key` at bit `j`, and deeper buckets do not); then the last
+    /// bucket; then each later bucket whose bit of `d` is 0, in decreasing
+    /// order; then the buckets before `split`, in decreasing order (bucket
+    /// `i < split` differs from `key` first at bit `i`).
     pub fn closest_refs<'a, const N: usize>(
         &'a self,
         key: &Key,
@@ -347,22 +355,28 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     ) -> Vec<&'a Peer<A>, N> {
         let mut pick = Closest::<A, N>::new(key, n.min(N), exclude);
         let split = self.bucket_index(key);
-        // The contacts of the bucket `key` falls in agree with `key` on the
-        // bit where it leaves this node's id, and those of every later bucket
-        // do not: the first group alone sometimes fills the list. (When `key`
-        // falls in the last bucket, which merges every longer prefix, that
-        // bucket is the whole group.) Contacts of bucket `i < split` differ
-        // from `key` first at bit `i`: one group per bucket, nearest first.
-        let occupied = |i: &usize| self.fill[*i] > 0;
-        pick.add(&self.buckets[split]);
-        pick.end_group();
-        if !pick.is_full() {
-            for i in (split + 1..B).filter(occupied) {
-                pick.add(&self.buckets[i]);
-            }
-            pick.end_group();
+        let last = B - 1;
+        // The later buckets in their order, occupied ones only: those with
+        // bit 1 from the front, those with bit 0 from the back. Both slots
+        // are written and one cursor moves, so that the random bits of `d`
+        // cost no branch mispredictions.
+        let d = self.local.distance(key);
+        let mut later = [0u8; B];
+        let (mut front, mut back) = (0, B - 1);
+        for j in split + 1..last {
+            let occupied = usize::from(self.fill[j] > 0);
+            let one = usize::from(d.0[j / 8] >> (7 - j % 8) & 1);
+            later[front] = j as u8;
+            later[back] = j as u8;
+            front += occupied & one;
+            back -= occupied & (one ^ 1);
         }
-        for i in (0..split).rev().filter(occupied) {
+        let order = core::iter::once(split)
+            .chain(later[..front].iter().map(|&j| usize::from(j)))
+            .chain((split < last && self.fill[last] > 0).then_some(last))
+            .chain(later[back + 1..].iter().map(|&j| usize::from(j)))
+            .chain((0..split).rev().filter(|&i| self.fill[i] > 0));
+        for i in order {
             if pick.is_full() {
                 break;
             }
