@@ -210,6 +210,12 @@ impl Key {
         self.distance(other).leading_zeros()
     }
 
+    /// Bit `i` (0 to 255), most significant first.
+    #[inline]
+    pub fn bit(&self, i: usize) -> bool {
+        self.0[i / 8] & (0x80 >> (i % 8)) != 0
+    }
+
     /// The raw bytes.
     pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0

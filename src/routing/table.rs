@@ -105,7 +105,12 @@ impl ProbeCounts {
 impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     RoutingTable<A, K, B, I>
 {
-    const CHECK: () = assert!(K >= 1 && B >= 1, "a routing table needs K >= 1 and B >= 1");
+    // At most 256 buckets: a key has 256 bits, and `closest_refs` names
+    // buckets with a `u8`.
+    const CHECK: () = assert!(
+        K >= 1 && B >= 1 && B <= 256,
+        "a routing table needs K >= 1 and 1 <= B <= 256"
+    );
 
     /// An empty table owned by `local`.
     pub fn new(local: NodeId) -> Self {
@@ -369,16 +374,15 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             return pick.best.iter().map(|&(_, peer)| peer).collect();
         }
         let last = B - 1;
-        // The later buckets in their order, occupied ones only: those with
-        // bit 1 from the front, those with bit 0 from the back. Both slots
-        // are written and one cursor moves, so that the random bits of `d`
-        // cost no branch mispredictions.
-        let d = self.local.distance(key);
+        // The later buckets in their order, occupied ones only: those where
+        // `d` has a 1 from the front, those where it has a 0 from the back.
+        // Both slots are written and one cursor moves, so that the random
+        // bits of `d` cost no branch mispredictions.
         let mut later = [0u8; B];
         let (mut front, mut back) = (0, B - 1);
         for j in split + 1..last {
             let occupied = usize::from(self.fill[j] > 0);
-            let one = usize::from(d.0[j / 8] >> (7 - j % 8) & 1);
+            let one = usize::from(self.local.bit(j) != key.bit(j));
             later[front] = j as u8;
             later[back] = j as u8;
             front += occupied & one;

@@ -19,17 +19,11 @@
 
 use crate::id::{KEY_BITS, Key};
 
-/// Bit `i` of `key`, most significant first.
-#[inline]
-fn bit(key: &Key, i: usize) -> bool {
-    key.0[i / 8] & (0x80 >> (i % 8)) != 0
-}
-
 /// Within `keys[lo..hi]`, all sharing their first `depth` bits, the index
 /// where ids with bit `depth` set begin.
 #[inline]
 fn split(keys: &[Key], lo: usize, hi: usize, depth: usize) -> usize {
-    lo + keys[lo..hi].partition_point(|k| !bit(k, depth))
+    lo + keys[lo..hi].partition_point(|k| !k.bit(depth))
 }
 
 /// Appends to `out` the indices (into `keys`) of the `n` ids of
@@ -53,7 +47,7 @@ pub(crate) fn closest_in_range(
         return;
     }
     let mid = split(keys, lo, hi, depth);
-    let (near, far) = if bit(target, depth) {
+    let (near, far) = if target.bit(depth) {
         ((mid, hi), (lo, mid))
     } else {
         ((lo, mid), (mid, hi))
@@ -85,7 +79,7 @@ pub(crate) fn table_of(
             return;
         }
         let mid = split(keys, lo, hi, depth);
-        let sibling = if bit(&me, depth) {
+        let sibling = if me.bit(depth) {
             let s = (lo, mid);
             lo = mid;
             s
