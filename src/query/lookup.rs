@@ -248,6 +248,8 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         let target_word = target.first_word();
         // The first 64 bits of a distance: most comparisons need no more.
         let dist_of = |c: &Candidate<A>| target_word ^ c.peer.id.first_word();
+        // Whole ids are compared only where the words already match.
+        let local_dist = target_word ^ local.first_word();
         let mut added = 0;
         // The walk: every candidate before `from` is closer than the last
         // newcomer, and `live_before_from` of them have not failed.
@@ -266,7 +268,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             {
                 continue;
             }
-            if peer.id == *local {
+            if dist == local_dist && peer.id == *local {
                 continue;
             }
             let closer = |c: &Candidate<A>| {
@@ -284,7 +286,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             if self
                 .candidates
                 .get(pos)
-                .is_some_and(|c| c.peer.id == peer.id)
+                .is_some_and(|c| dist_of(c) == dist && c.peer.id == peer.id)
             {
                 continue;
             }
