@@ -21,7 +21,7 @@ use crate::routing::{InsertOutcome, Origin, ProbeKind, RoutingTable};
 use crate::store::{MemoryStore, Record, Store, StoreStatus};
 use crate::time::Instant;
 use crate::wire::{
-    self, Body, DecodeError, EncodeError, Header, MAX_CONTACTS, Message, MessageKind, RefuseReason,
+    self, Body, DecodeError, EncodeError, Header, MAX_CONTACTS, MessageKind, RefuseReason,
 };
 
 /// The length of an encoded message, or why it could not be encoded.
@@ -304,25 +304,32 @@ impl<
         self.advance_clock(now);
         self.metrics.datagrams_in += 1;
         self.metrics.bytes_in += datagram.len() as u64;
-        let msg: Message<A> = match wire::decode(datagram, self.config.network_id) {
-            Ok(m) => m,
+        let network = self.config.network_id;
+        match wire::decode_with(datagram, network, |header, body| {
+            self.dispatch(from.clone(), header, body)
+        }) {
+            Ok(result) => result,
             Err(e) => {
                 self.metrics.count_decode_error(e);
                 trace!("rejected datagram from {:?}: {:?}", from, e);
-                return Err(InputError::Decode(e));
+                Err(InputError::Decode(e))
             }
-        };
-        if msg.header.sender == self.id {
+        }
+    }
+
+    /// A decoded datagram from `from`.
+    fn dispatch(&mut self, from: A, header: &Header, body: &Body<A>) -> Result<(), InputError> {
+        if header.sender == self.id {
             self.metrics.own_id += 1;
             trace!("rejected datagram from {:?}: claims our own id", from);
             return Err(InputError::OwnId);
         }
-        let sender = Peer::new(msg.header.sender, from);
-        let txid = msg.header.txid;
-        let kind = msg.body.kind();
+        let sender = Peer::new(header.sender, from);
+        let txid = header.txid;
+        let kind = body.kind();
         // Matched by reference: binding a variant's fields by value would
         // copy the whole body (its largest variant is over 700 bytes).
-        let result = match &msg.body {
+        let result = match body {
             Body::Ping => self.serve(sender, txid, Outbound::Pong),
             &Body::FindNode { target } => {
                 let requester = sender.id;

@@ -10,7 +10,7 @@ mod error;
 mod message;
 
 pub use codec::{decode, encode};
-pub(crate) use codec::{encode_nodes, encode_parts};
+pub(crate) use codec::{decode_with, encode_nodes, encode_parts};
 pub use error::{DecodeError, EncodeError};
 pub use message::{Body, Header, Message, MessageKind, RefuseReason};
 
