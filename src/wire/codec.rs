@@ -27,9 +27,9 @@ pub(crate) fn encode_parts<B: Serialize>(
 }
 
 /// Postcard's output into a datagram buffer: the bytes of its `Slice`
-/// flavour, but keys (32 bytes) and varints (1 to 10) are copied inline,
-/// where `Slice` calls `memcpy` for each (43 calls for a NODES reply of 20
-/// contacts).
+/// flavour, but keys (32 bytes) and varints (1 to 10) are copied inline.
+/// `Slice` copies with a length known only at run time, and callgrind
+/// counted 23 calls to `memcpy` per NODES reply of 20 contacts.
 struct Datagram<'a> {
     buf: &'a mut [u8],
     len: usize,
