@@ -21,7 +21,7 @@ use microkad::config::Maintenance;
 use microkad::sim::{
     Churn, NetSummary, OpKind, OpRecord, OpSummary, Progress, SimConfig, Simulator,
 };
-use microkad::{Config, Duration, MemoryStore, Store};
+use microkad::{Config, Duration, LookupEnd, MemoryStore, Store};
 
 /// How the routing tables are filled before the experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,6 +43,17 @@ enum Mode {
     DownList,
     /// MaidSafe managed connections: keepalives every γ, dead after δ misses.
     Managed,
+}
+
+/// How lookups end and what they report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum End {
+    /// Kademlia: a final sweep asks every unasked one of the b closest;
+    /// only contacts that answered are reported.
+    Verified,
+    /// py-dht's `lookup_for_hash`: stop after `--step-to-stop` answers in a
+    /// row without a closer contact; report the b closest heard of.
+    Unverified,
 }
 
 /// The node's compile-time capacities.
@@ -75,9 +86,13 @@ struct Args {
     /// b: contacts a reply carries and a lookup returns (default: k).
     #[arg(long)]
     b: Option<u8>,
-    /// Rounds without a closer node before a lookup stops (py-dht's `steptostop`).
+    /// Rounds without a closer node before a lookup stops (py-dht's
+    /// `steptostop`; answers, not rounds, with `--lookup-end unverified`).
     #[arg(long, default_value_t = 3)]
     step_to_stop: u8,
+    /// How lookups end and which contacts they report.
+    #[arg(long, value_enum, default_value_t = End::Verified)]
+    lookup_end: End,
     /// Nodes a value is stored on (default: b).
     #[arg(long)]
     replicas: Option<u8>,
@@ -363,6 +378,10 @@ fn node_config(args: &Args, mode: Mode, closest: u8, replicas: u8) -> Config {
         beta: args.beta.unwrap_or(args.alpha).max(1),
         closest,
         step_to_stop: args.step_to_stop,
+        lookup_end: match args.lookup_end {
+            End::Verified => LookupEnd::Verified,
+            End::Unverified => LookupEnd::Unverified,
+        },
         request_timeout: Duration::from_millis(args.request_timeout),
         lookup_timeout: Duration::from_millis(args.lookup_timeout),
         replicas,

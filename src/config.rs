@@ -69,6 +69,28 @@ impl Maintenance {
     }
 }
 
+/// How a `find_node`, `get` or `put` lookup ends, and which contacts it
+/// reports. Bootstrap lookups always use [`LookupEnd::Verified`]: their
+/// point is to meet the neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LookupEnd {
+    /// Kademlia's rule: after `step_to_stop` rounds without a closer
+    /// contact, ask every one of the `closest` candidates not asked yet, and
+    /// report only contacts that answered. Every reported contact (and every
+    /// node a `put` stores on) was alive during the lookup. At `closest` = 20
+    /// that is at least 20 requests per lookup.
+    #[default]
+    Verified,
+    /// py-dht's `lookup_for_hash`: stop once `step_to_stop` answers in a row
+    /// (failures count too) brought no contact into the `closest` best, and
+    /// report the `closest` best contacts heard of, asked or not. A reported
+    /// contact may be gone, and a `put` stores on contacts nobody asked;
+    /// in exchange a lookup costs a few requests instead of at least
+    /// `closest`.
+    Unverified,
+}
+
 /// Runtime parameters. Start from [`Config::default`] and change fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -84,8 +106,11 @@ pub struct Config {
     /// [`MAX_CONTACTS`](crate::wire::MAX_CONTACTS).
     pub closest: u8,
     /// A lookup stops after this many consecutive rounds that did not change
-    /// its `closest` best candidates (py-dht's `steptostop`).
+    /// its `closest` best candidates (py-dht's `steptostop`); with
+    /// [`LookupEnd::Unverified`] it counts answers instead of rounds.
     pub step_to_stop: u8,
+    /// How a lookup ends and which contacts it reports.
+    pub lookup_end: LookupEnd,
     /// How long to wait for the answer to one request.
     pub request_timeout: Duration,
     /// The most time a whole lookup (and its STOREs) may take.
@@ -120,6 +145,7 @@ impl Default for Config {
             beta: 3,
             closest: 4,
             step_to_stop: 3,
+            lookup_end: LookupEnd::Verified,
             request_timeout: Duration::from_millis(2_000),
             lookup_timeout: Duration::from_secs(30),
             // The paper's III-D2: with small k, keep 2k replicas.

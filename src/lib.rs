@@ -119,7 +119,7 @@ pub mod time;
 pub mod transport;
 pub mod wire;
 
-pub use config::{Config, Maintenance};
+pub use config::{Config, LookupEnd, Maintenance};
 pub use event::{Event, RemovalReason};
 pub use id::{Distance, Key, NodeId};
 pub use metrics::Metrics;

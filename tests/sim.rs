@@ -4,7 +4,7 @@
 
 use microkad::sim::{Churn, NetSummary, Op, OpKind, OpRecord, SimConfig, Simulator, write_csv};
 use microkad::wire::MessageKind;
-use microkad::{Config, Duration, MemoryStore, config::Maintenance};
+use microkad::{Config, Duration, LookupEnd, MemoryStore, config::Maintenance};
 
 type Sim = Simulator<MemoryStore<16, 64>, 4, 20, 3, 12>;
 
@@ -297,4 +297,57 @@ fn managed_connections_purge_crashed_nodes_from_every_table() {
     for r in &sim.ops()[lookups] {
         assert_eq!((r.stats.timeouts, r.accuracy), (0, Some(1.0)), "{r:?}");
     }
+}
+
+/// py-dht's rule stops after `step_to_stop` answers without a closer
+/// contact and reports the closest contacts it heard of: fewer requests than
+/// Kademlia's verifying sweep, and on a static network the same answers.
+#[test]
+fn unverified_lookups_ask_less_and_still_find_the_closest() {
+    let run = |end: LookupEnd| {
+        let mut cfg = config(4);
+        cfg.node.alpha = 1;
+        cfg.node.beta = 1;
+        cfg.node.lookup_end = end;
+        (cfg.node.closest, cfg.node.replicas) = (8, 8);
+        let mut sim = Simulator::<MemoryStore<16, 64>, 8, 20, 3, 16>::new(cfg);
+        sim.init_global(2_000, &());
+        let lookups = sim.plan_lookups(200, Duration::from_millis(5));
+        sim.run_until_done(&());
+        let keys = sim.plan_puts(50, 32, Duration::from_millis(5));
+        sim.run_until_done(&());
+        let puts = sim.ops().len() - 50..sim.ops().len();
+        let gets = sim.plan_gets(&keys, Duration::from_millis(5));
+        sim.run_until_done(&());
+        let ops = sim.ops();
+        let requests: u32 = ops[lookups.clone()]
+            .iter()
+            .map(|r| u32::from(r.stats.requests))
+            .sum();
+        let exact = ops[lookups]
+            .iter()
+            .filter(|r| r.accuracy == Some(1.0))
+            .count();
+        let stored_exactly = ops[puts]
+            .iter()
+            .filter(|r| (r.returned, r.accuracy) == (8, Some(1.0)))
+            .count();
+        let found = ops[gets].iter().filter(|r| r.success).count();
+        (requests, exact, stored_exactly, found)
+    };
+    let (verified_requests, verified_exact, verified_stored, verified_found) =
+        run(LookupEnd::Verified);
+    let (requests, exact, stored, found) = run(LookupEnd::Unverified);
+    eprintln!(
+        "verified: {verified_requests} requests, {verified_exact} exact, {verified_stored} stored, {verified_found} found; unverified: {requests}, {exact}, {stored}, {found}"
+    );
+    assert!(
+        requests * 10 < verified_requests * 7,
+        "{requests} vs {verified_requests}"
+    );
+    assert!(verified_exact >= 195 && verified_stored >= 48 && verified_found == 50);
+    assert!(
+        exact >= 195 && stored >= 48 && found == 50,
+        "{exact} {stored} {found}"
+    );
 }

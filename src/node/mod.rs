@@ -14,7 +14,8 @@ use crate::id::{Key, NodeId};
 use crate::metrics::Metrics;
 use crate::peer::{Address, Peer};
 use crate::query::{
-    Candidate, CandidateState, Lookup, LookupKind, Phase, QueryId, ReplyEffect, Termination,
+    Candidate, CandidateState, Lookup, LookupKind, Outcome, Phase, QueryId, ReplyEffect,
+    Termination,
 };
 use crate::rng::Rng;
 use crate::routing::{InsertOutcome, Origin, ProbeKind, RoutingTable};
@@ -427,8 +428,12 @@ impl<
                     CandidateState::InFlight { deadline, .. } if deadline <= now => {
                         let id = lookup.candidates[i].peer.id;
                         let referrer = lookup.referrer_of(i);
-                        let effect =
-                            lookup.resolve(i, false, self.config.beta, self.config.step_to_stop);
+                        let effect = lookup.resolve(
+                            i,
+                            Outcome::Failed,
+                            self.config.beta,
+                            self.config.step_to_stop,
+                        );
                         self.metrics.timeouts += 1;
                         self.contact_failed(&id);
                         self.report_down(referrer, id);
@@ -748,6 +753,7 @@ impl<
             kind,
             target,
             width,
+            self.config.lookup_end,
             self.now,
             self.config.lookup_timeout,
         );
@@ -833,7 +839,14 @@ impl<
                     if marked >= replicas {
                         break;
                     }
-                    if matches!(c.state, CandidateState::Answered { .. }) {
+                    // Unverified lookups store on the closest heard of, as
+                    // py-dht's `provide_block_segment` does.
+                    let eligible = match c.state {
+                        CandidateState::Answered { .. } => true,
+                        CandidateState::Fresh => !l.verify,
+                        _ => false,
+                    };
+                    if eligible {
                         c.state = CandidateState::Storing {
                             txid: self.rng.next_txid(),
                             deadline,
@@ -1124,12 +1137,10 @@ impl<
             (false, Response::Nodes(contacts)) => {
                 // A straggler answering after the search ended only counts.
                 let txid = l.candidates[ci].state.txid();
-                if searching {
-                    l.offer_all(contacts, &self.id, txid.unwrap_or(0));
-                }
+                let closer = searching && l.offer_all(contacts, &self.id, txid.unwrap_or(0)).closer;
                 // Offers shift indices: find the answered candidate again.
                 match txid.and_then(|t| l.find_txid(t)) {
-                    Some(ci) => l.resolve(ci, true, beta, step),
+                    Some(ci) => l.resolve(ci, Outcome::Answered { closer }, beta, step),
                     None => ReplyEffect::None,
                 }
             }
@@ -1139,7 +1150,7 @@ impl<
                     return Err(InputError::InvalidRecord);
                 }
                 l.record = Some(record);
-                let effect = l.resolve(ci, true, beta, step);
+                let effect = l.resolve(ci, Outcome::Answered { closer: false }, beta, step);
                 if self.config.stop_at_first_value {
                     ReplyEffect::SearchDone(Termination::ValueFound)
                 } else {
@@ -1267,7 +1278,7 @@ impl<
         stats.elapsed = self.now.saturating_since(l.started);
         debug!("lookup {:?} finished: {:?}", l.id, termination);
         let mut closest: Vec<Peer<A>, K> = Vec::new();
-        for c in l.answered().take(self.b()) {
+        for c in l.reported().take(self.b()) {
             let _ = closest.push(c.peer.clone());
         }
         match l.kind {

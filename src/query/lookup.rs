@@ -2,6 +2,7 @@
 
 use heapless::Vec;
 
+use crate::config::LookupEnd;
 use crate::id::{Key, NodeId};
 use crate::peer::Peer;
 use crate::store::{Record, StoreStatus};
@@ -33,7 +34,9 @@ pub enum Termination {
     /// The closest candidates have all answered.
     Converged,
     /// `step_to_stop` rounds in a row found no closer node, and the final
-    /// sweep of the closest unasked candidates did not converge either.
+    /// sweep of the closest unasked candidates did not converge either; or,
+    /// with [`LookupEnd::Unverified`], `step_to_stop` answers in a row
+    /// found no closer node (that rule's usual end).
     Stalled,
     /// No candidate was left to ask.
     Exhausted,
@@ -128,6 +131,25 @@ pub(crate) enum Phase {
     Finished(Termination),
 }
 
+/// What became of one request, as `Lookup::resolve` is told.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Outcome {
+    /// Answered; `closer` when the answer brought a contact into the
+    /// `width` closest live candidates.
+    Answered { closer: bool },
+    /// Timed out.
+    Failed,
+}
+
+/// What `Lookup::offer_all` did with a batch of peers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Offered {
+    /// Peers added to the list.
+    pub(crate) added: usize,
+    /// Whether one of them landed among the `width` closest live candidates.
+    pub(crate) closer: bool,
+}
+
 /// What the node should do after feeding a reply or a failure to a lookup.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ReplyEffect {
@@ -162,7 +184,11 @@ pub(crate) struct Lookup<A, const C: usize> {
     /// skips this lookup's list when looking for one to send while it is 0,
     /// and sets it to 0 when a scan finds none.
     pub(crate) unsent: u8,
-    stale_rounds: u8,
+    /// Rounds (answers, when unverified) in a row without a closer contact.
+    stale: u8,
+    /// [`LookupEnd::Verified`]: ends with a sweep and reports only
+    /// candidates that answered.
+    pub(crate) verify: bool,
     /// In the final sweep: every unasked one of the `width` closest is asked.
     sweeping: bool,
     pub(crate) stats: LookupStats,
@@ -184,6 +210,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         kind: LookupKind,
         target: Key,
         width: usize,
+        end: LookupEnd,
         now: Instant,
         timeout: Duration,
     ) -> Self {
@@ -200,7 +227,8 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             round_progress: false,
             pending: 0,
             unsent: 0,
-            stale_rounds: 0,
+            stale: 0,
+            verify: end == LookupEnd::Verified || kind == LookupKind::Bootstrap,
             sweeping: false,
             stats: LookupStats::default(),
             started: now,
@@ -223,11 +251,12 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         self.round_sent = 0;
         self.round_resolved = 0;
         self.round_progress = false;
-        self.stale_rounds = 0;
+        self.stale = 0;
         self.sweeping = false;
     }
 
-    /// Adds candidates in distance order; returns how many were added. A
+    /// Adds candidates in distance order; says how many were added and
+    /// whether one came among the `width` closest live candidates. A
     /// full list drops its farthest entry that is not in flight, but only
     /// for a closer newcomer. A peer is copied only when it is added.
     ///
@@ -240,7 +269,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         peers: impl IntoIterator<Item = &'p Peer<A>>,
         local: &NodeId,
         referrer: u32,
-    ) -> usize
+    ) -> Offered
     where
         A: 'p,
     {
@@ -250,7 +279,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         let dist_of = |c: &Candidate<A>| target_word ^ c.peer.id.first_word();
         // Whole ids are compared only where the words already match.
         let local_dist = target_word ^ local.first_word();
-        let mut added = 0;
+        let mut offered = Offered::default();
         // The walk: every candidate before `from` is closer than the last
         // newcomer, and `live_before_from` of them have not failed.
         let (mut from, mut live_before_from, mut last) = (0, 0, None);
@@ -310,6 +339,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             // Progress: the newcomer lands among the `width` closest live ones.
             if live_before_from < self.width {
                 self.round_progress = true;
+                offered.closer = true;
             }
             let candidate = Candidate {
                 peer: peer.clone(),
@@ -327,9 +357,9 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
                     let _ = self.candidates.insert(pos, candidate);
                 }
             }
-            added += 1;
+            offered.added += 1;
         }
-        added
+        offered
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -402,12 +432,12 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             .position(|c| c.state.txid() == Some(txid))
     }
 
-    /// Records that candidate `i` answered (`ok`) or failed its request, and
+    /// Records that candidate `i` answered or failed its request, and
     /// decides whether the search goes on.
     pub(crate) fn resolve(
         &mut self,
         i: usize,
-        ok: bool,
+        outcome: Outcome,
         beta: u8,
         step_to_stop: u8,
     ) -> ReplyEffect {
@@ -415,24 +445,40 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             return ReplyEffect::None;
         };
         self.pending = self.pending.saturating_sub(1);
-        if ok {
-            self.candidates[i].state = CandidateState::Answered { txid };
-            self.stats.responses = self.stats.responses.saturating_add(1);
-        } else {
-            self.candidates[i].state = CandidateState::Failed { txid };
-            self.stats.timeouts = self.stats.timeouts.saturating_add(1);
-        }
+        let closer = match outcome {
+            Outcome::Answered { closer } => {
+                self.candidates[i].state = CandidateState::Answered { txid };
+                self.stats.responses = self.stats.responses.saturating_add(1);
+                closer
+            }
+            Outcome::Failed => {
+                self.candidates[i].state = CandidateState::Failed { txid };
+                self.stats.timeouts = self.stats.timeouts.saturating_add(1);
+                false
+            }
+        };
         if round == self.round {
             self.round_resolved += 1;
+        }
+        if let Some(t) = self.termination() {
+            return ReplyEffect::SearchDone(t);
+        }
+        if !self.verify {
+            // py-dht counts answers, and stops without a sweep.
+            self.stale = if closer {
+                0
+            } else {
+                self.stale.saturating_add(1)
+            };
+            if self.stale >= step_to_stop.max(1) {
+                return ReplyEffect::SearchDone(Termination::Stalled);
+            }
         }
         self.after_progress(beta, step_to_stop)
     }
 
-    /// Whether the search is over, and why; or whether a new round is due.
+    /// Whether a new round is due, or the final sweep begins or ends.
     fn after_progress(&mut self, beta: u8, step_to_stop: u8) -> ReplyEffect {
-        if let Some(t) = self.termination() {
-            return ReplyEffect::SearchDone(t);
-        }
         // The final sweep waits for all its requests; other rounds for β.
         let needed = if self.sweeping {
             self.round_sent.max(1)
@@ -445,15 +491,17 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
                 // some did not answer): stop here, as py-dht would have.
                 return ReplyEffect::SearchDone(Termination::Stalled);
             }
-            if self.round_progress {
-                self.stale_rounds = 0;
-            } else {
-                self.stale_rounds = self.stale_rounds.saturating_add(1);
+            if self.verify {
+                self.stale = if self.round_progress {
+                    0
+                } else {
+                    self.stale.saturating_add(1)
+                };
             }
             // After `step_to_stop` rounds without a closer node, one last
             // round asks every closest candidate not yet asked (Kademlia's
             // final step), so stopping early does not cost accuracy.
-            if self.stale_rounds >= step_to_stop.max(1) {
+            if self.verify && self.stale >= step_to_stop.max(1) {
                 self.sweeping = true;
             }
             self.round_sent = 0;
@@ -489,16 +537,17 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         })
     }
 
-    /// The closest candidates that answered, at most `n`, closest first.
-    pub(crate) fn answered(&self) -> impl Iterator<Item = &Candidate<A>> {
-        self.candidates.iter().filter(|c| {
-            matches!(
-                c.state,
-                CandidateState::Answered { .. }
-                    | CandidateState::Storing { .. }
-                    | CandidateState::Stored { .. }
-                    | CandidateState::StoreFailed { .. }
-            )
+    /// The candidates a lookup reports, closest first: those that answered,
+    /// or when unverified every one not known to have failed.
+    pub(crate) fn reported(&self) -> impl Iterator<Item = &Candidate<A>> {
+        let verify = self.verify;
+        self.candidates.iter().filter(move |c| match c.state {
+            CandidateState::Answered { .. }
+            | CandidateState::Storing { .. }
+            | CandidateState::Stored { .. }
+            | CandidateState::StoreFailed { .. } => true,
+            CandidateState::Fresh | CandidateState::InFlight { .. } => !verify,
+            CandidateState::Failed { .. } => false,
         })
     }
 
@@ -550,7 +599,8 @@ mod tests {
             let target = Key(target);
             let local = key(7, 0);
             let mut lookup: Lookup<u32, C> = Lookup::new(
-                QueryId(1), LookupKind::FindNode, target, 4, Instant::ZERO, Duration::from_secs(1));
+                QueryId(1), LookupKind::FindNode, target, 4, LookupEnd::Verified,
+                Instant::ZERO, Duration::from_secs(1));
             let mut seen: std::vec::Vec<Key> = std::vec::Vec::new();
             for batch in batches {
                 let mut peers: std::vec::Vec<Peer<u32>> = batch
@@ -582,13 +632,14 @@ mod tests {
             LookupKind::FindNode,
             target,
             4,
+            LookupEnd::Verified,
             Instant::ZERO,
             Duration::from_secs(60),
         );
         let peers: std::vec::Vec<Peer<u32>> = (1..=5)
             .map(|b| Peer::new(key(b, 0), u32::from(b)))
             .collect();
-        assert_eq!(lookup.offer_all(&peers, &key(0xff, 0), 0), 5);
+        assert_eq!(lookup.offer_all(&peers, &key(0xff, 0), 0).added, 5);
         assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
         let mut txid = 0;
         // Two requests at 0 ms, then one more at 500 ms once both answered.
@@ -602,9 +653,9 @@ mod tests {
         );
         assert_eq!((lookup.pending, lookup.unsent), (2, 2));
         assert_eq!(lookup.next_deadline(), Instant::from_millis(1000));
-        lookup.resolve(0, true, 2, 3);
+        lookup.resolve(0, Outcome::Answered { closer: false }, 2, 3);
         assert_eq!(lookup.next_deadline(), Instant::from_millis(1000));
-        lookup.resolve(1, false, 2, 3);
+        lookup.resolve(1, Outcome::Failed, 2, 3);
         assert_eq!(lookup.pending, 0);
         assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
         let at = Instant::from_millis(500);
@@ -629,11 +680,12 @@ mod tests {
             LookupKind::FindNode,
             target,
             2,
+            LookupEnd::Verified,
             Instant::ZERO,
             Duration::from_secs(1),
         );
         let far = [Peer::new(key(0x40, 0), 1), Peer::new(key(0x80, 0), 2)];
-        assert_eq!(lookup.offer_all(&far, &local, 0), 2);
+        assert_eq!(lookup.offer_all(&far, &local, 0).added, 2);
         lookup.pending = 2;
         for c in lookup.candidates.iter_mut() {
             c.state = CandidateState::InFlight {
@@ -645,15 +697,80 @@ mod tests {
         }
         // Nothing may be dropped for the closer newcomer: both are asked.
         assert_eq!(
-            lookup.offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0),
+            lookup
+                .offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0)
+                .added,
             0
         );
         lookup.candidates[1].state = CandidateState::Answered { txid: 1 };
         assert_eq!(
-            lookup.offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0),
+            lookup
+                .offer_all(&[Peer::new(key(0x01, 0), 3)], &local, 0)
+                .added,
             1
         );
         let ids: std::vec::Vec<u8> = lookup.candidates.iter().map(|c| c.peer.id.0[0]).collect();
         assert_eq!(ids, [0x01, 0x40]);
+    }
+
+    /// Five candidates, the closest two asked; then answers that bring
+    /// nothing closer. Verified: after `step_to_stop` such rounds the sweep
+    /// asks the other three of the `width` closest. Unverified: it stops
+    /// there and reports every candidate that did not fail, asked or not.
+    #[test]
+    fn the_end_rule_decides_between_a_sweep_and_stopping() {
+        for end in [LookupEnd::Verified, LookupEnd::Unverified] {
+            let mut lookup: Lookup<u32, C> = Lookup::new(
+                QueryId(1),
+                LookupKind::FindNode,
+                Key::ZERO,
+                5,
+                end,
+                Instant::ZERO,
+                Duration::from_secs(60),
+            );
+            let peers: std::vec::Vec<Peer<u32>> = (1..=5)
+                .map(|b| Peer::new(key(b, 0), u32::from(b)))
+                .collect();
+            lookup.offer_all(&peers, &key(0xff, 0), 0);
+            let mut txid = 0;
+            let mut next = || {
+                txid += 1;
+                txid
+            };
+            let timeout = Duration::from_secs(1);
+            let mut effects = std::vec::Vec::new();
+            assert_eq!(lookup.start_round(1, Instant::ZERO, timeout, &mut next), 1);
+            effects.push(lookup.resolve(0, Outcome::Answered { closer: false }, 1, 2));
+            assert_eq!(lookup.start_round(1, Instant::ZERO, timeout, &mut next), 1);
+            effects.push(lookup.resolve(1, Outcome::Failed, 1, 2));
+            let asked = |l: &Lookup<u32, C>| {
+                l.candidates
+                    .iter()
+                    .filter(|c| c.state != CandidateState::Fresh)
+                    .count()
+            };
+            let reported: std::vec::Vec<u8> = lookup.reported().map(|c| c.peer.id.0[0]).collect();
+            match end {
+                LookupEnd::Verified => {
+                    assert_eq!(effects, [ReplyEffect::None, ReplyEffect::None]);
+                    assert_eq!(reported, [1]);
+                    // The sweep: the three left of the five closest at once.
+                    assert_eq!(lookup.start_round(1, Instant::ZERO, timeout, &mut next), 3);
+                    assert_eq!(asked(&lookup), 5);
+                }
+                LookupEnd::Unverified => {
+                    assert_eq!(
+                        effects,
+                        [
+                            ReplyEffect::None,
+                            ReplyEffect::SearchDone(Termination::Stalled)
+                        ]
+                    );
+                    assert_eq!(asked(&lookup), 2);
+                    assert_eq!(reported, [1, 3, 4, 5]);
+                }
+            }
+        }
     }
 }
