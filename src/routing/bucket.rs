@@ -217,6 +217,13 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
         let _ = self.replacements.push((peer, origin));
     }
 
+    /// Drops `id` from the replacement cache, if it is there.
+    pub(crate) fn forget(&mut self, id: &NodeId) {
+        if let Some(i) = self.replacements.iter().position(|(p, _)| p.id == *id) {
+            self.replacements.remove(i);
+        }
+    }
+
     /// Removes a contact and promotes the most recent replacement that fits
     /// the freed side, if any.
     pub(crate) fn remove_and_promote(
@@ -232,6 +239,7 @@ impl<A: Clone + PartialEq, const K: usize, const I: usize> Bucket<A, K, I> {
             .rposition(|(_, origin)| Self::side_for(*origin) == side);
         let promoted = fits.map(|r| {
             let (peer, origin) = self.replacements.remove(r);
+            debug_assert!(self.locate(&peer.id).is_none(), "a cached peer is listed");
             // It starts at the fresh end, but it may have departed since it
             // was cached: the node pings it at once (`ProbeKind::Verify`).
             let _ = self.push(side, Contact::new(peer.clone(), now, origin));

@@ -257,6 +257,9 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
             .push(side, Contact::new(peer.clone(), now, origin))
             .is_ok()
         {
+            // It may have waited in the cache for the other side: it must not
+            // be promoted there later as well.
+            bucket.forget(&peer.id);
             self.fill[bi] = bucket.len() as u8;
             return InsertOutcome::Added;
         }
@@ -815,6 +818,41 @@ mod tests {
         }
         assert!(big.len() <= 20 * 16 && big.bucket(0).unwrap().len() == 20);
         assert_eq!(small.len(), 4);
+    }
+
+    /// A peer waiting in the replacement cache that gets into the bucket
+    /// another way leaves the cache: promoting it later would list it twice
+    /// (closest_refs then named it twice, and NODES replies carried it
+    /// twice).
+    #[test]
+    fn a_contact_is_never_listed_twice() {
+        let local = Key::ZERO;
+        let mut t = RoutingTable::<u32, 1, 4, 1>::new(local);
+        let mut rng = Rng::new(8);
+        let now = Instant::ZERO;
+        let ids: std::vec::Vec<Key> = (0..4)
+            .map(|_| local.random_with_prefix(0, &mut rng))
+            .collect();
+        t.insert(peer(ids[0], 0), now, Origin::Outgoing);
+        t.insert(peer(ids[1], 1), now, Origin::Incoming);
+        // The incoming side is full: ids[2] waits in the cache.
+        assert_eq!(
+            t.insert(peer(ids[2], 2), now, Origin::Incoming),
+            InsertOutcome::Refused
+        );
+        // The outgoing slot frees with nothing to promote into it, and
+        // ids[2] comes back as a contact this node chose.
+        assert_eq!(t.remove(&ids[0], now).unwrap().replaced_by, None);
+        assert_eq!(
+            t.insert(peer(ids[2], 2), now, Origin::Outgoing),
+            InsertOutcome::Added
+        );
+        // The incoming slot frees: nothing is waiting for it any more.
+        assert_eq!(t.remove(&ids[1], now).unwrap().replaced_by, None);
+        let listed: std::vec::Vec<Key> = t.iter().map(|c| c.peer.id).collect();
+        assert_eq!(listed, [ids[2]]);
+        let closest = t.closest_refs::<4>(&ids[3], 4, None);
+        assert_eq!(closest.len(), 1);
     }
 
     #[test]
