@@ -786,7 +786,7 @@ impl<
     fn seed_candidates(&mut self, li: usize) {
         let lookup = &mut self.lookups[li];
         let target = lookup.target;
-        lookup.offer_all(self.table.closest_refs::<C>(&target, C, None), &self.id, 0);
+        lookup.seed(self.table.closest_refs::<C>(&target, C, None), &self.id);
     }
 
     /// Moves lookup `li` forward: phase changes and new rounds.

@@ -255,6 +255,37 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         self.sweeping = false;
     }
 
+    /// Fills an empty list from the routing table's closest contacts, which
+    /// come closest first, distinct, and without the local id: they are
+    /// appended as they are. A list that is not empty gets them through
+    /// [`Lookup::offer_all`]. Seeding is a lookup's start, which the
+    /// simulator runs between its parallel windows, so it is kept short.
+    pub(crate) fn seed<'p>(&mut self, peers: impl IntoIterator<Item = &'p Peer<A>>, local: &NodeId)
+    where
+        A: 'p,
+    {
+        if !self.candidates.is_empty() {
+            self.offer_all(peers, local, 0);
+            return;
+        }
+        for peer in peers {
+            debug_assert!(peer.id != *local);
+            debug_assert!(
+                self.candidates
+                    .last()
+                    .is_none_or(|c| self.target.cmp_distance(&c.peer.id, &peer.id).is_lt())
+            );
+            let candidate = Candidate {
+                peer: peer.clone(),
+                state: CandidateState::Fresh,
+                referrer: 0,
+            };
+            if self.candidates.push(candidate).is_err() {
+                break;
+            }
+        }
+    }
+
     /// Adds candidates in distance order; says how many were added and
     /// whether one came among the `width` closest live candidates. A
     /// full list drops its farthest entry that is not in flight, but only
