@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::churn::{Departure, Detection};
 use super::crew::Crew;
 use super::index::{KeyIndex, table_of};
-use super::partition::{NetParams, NodeEvent, Partition, Scheduled, unit};
+use super::partition::{Command, NetParams, NodeEvent, Partition, Scheduled, Started, unit};
 use super::report::{NetSummary, OpError, OpKind, OpRecord};
 use crate::config::{Config, Maintenance};
 use crate::event::Event;
@@ -16,7 +16,7 @@ use crate::node::{CommandError, Node};
 use crate::peer::Peer;
 use crate::query::QueryId;
 use crate::rng::Rng;
-use crate::store::{Record, Store, Ttl};
+use crate::store::Store;
 use crate::time::{Duration, Instant};
 
 /// A simulated node's address: its index in the simulator.
@@ -299,6 +299,8 @@ pub struct Simulator<
     /// Sum of the metrics of nodes that are gone.
     gone_timeouts: u64,
     scratch_events: Vec<NodeEvent<K>>,
+    /// Kept for `record_started`.
+    scratch_started: Vec<Started<K>>,
     /// The partitions handed to the crew during a window (empty between).
     scratch_parts: Vec<Partition<S, K, B, L, C, I>>,
     scratch_truth: Vec<u32>,
@@ -355,6 +357,7 @@ where
             churn_epoch: 0,
             gone_timeouts: 0,
             scratch_events: Vec::new(),
+            scratch_started: Vec::new(),
             scratch_parts: Vec::new(),
             scratch_truth: Vec::new(),
             unsettled: Vec::new(),
@@ -720,19 +723,13 @@ where
                         }
                     }
                     match self.node_mut(addr) {
-                        Some(n) => n.bootstrap(now, &seeds),
+                        Some(n) => n.bootstrap(now, &seeds).map(Some),
                         None => break Err((addr, OpError::NoNode)),
                     }
                 }
-                Op::FindNode { target, .. } => {
-                    self.node_mut(addr).expect("alive").find_node(now, *target)
-                }
-                Op::Get { key, .. } => self.node_mut(addr).expect("alive").get(now, *key),
-                Op::Put { key, len, .. } => {
-                    let record = Record::new(*key, &value_for(key, *len), Ttl::Never)
-                        .expect("value length within MAX_VALUE_LEN");
-                    self.node_mut(addr).expect("alive").put(now, record)
-                }
+                // The node's partition starts it when the next window
+                // begins; whether the node will take it is known now.
+                _ => self.admits(addr, &op).map(|()| None),
             };
             match result {
                 Ok(q) => break Ok((addr, q)),
@@ -742,10 +739,20 @@ where
         };
         let rec = &mut self.ops[index];
         match result {
-            Ok((addr, QueryId(q))) => {
+            Ok((addr, Some(QueryId(q)))) => {
                 rec.node = addr;
                 self.running.insert((addr, q), index as u32);
                 self.flush(addr);
+            }
+            Ok((addr, None)) => {
+                rec.node = addr;
+                let count = self.parts.len();
+                self.parts[addr as usize % count].commands.push(Command {
+                    op: index as u32,
+                    addr,
+                    at: now.as_millis(),
+                    what: op,
+                });
             }
             Err((addr, e)) => {
                 rec.node = addr;
@@ -754,6 +761,54 @@ where
                 self.op_done(index);
             }
         }
+    }
+
+    /// Whether node `addr` (alive) will accept `op` now, counting the
+    /// commands already queued for it: the checks `find_node`, `get` and
+    /// `put` make, in their order.
+    fn admits(&self, addr: Addr, op: &Op) -> Result<(), CommandError> {
+        let count = self.parts.len();
+        let part = &self.parts[addr as usize % count];
+        let node = part.node(addr).expect("picked alive");
+        let local_value = match op {
+            Op::Get { key, .. } => node.store().get(key, self.now).is_some(),
+            _ => false,
+        };
+        if !local_value && node.routing_table().is_empty() {
+            return Err(CommandError::NoContacts);
+        }
+        if node.active_lookups() + part.commands_for(addr) >= L {
+            return Err(CommandError::Busy);
+        }
+        Ok(())
+    }
+
+    /// Records what the commands run in the last window did, in the order
+    /// they were scheduled, with the events each caused at once.
+    fn record_started(&mut self) {
+        let mut started = std::mem::take(&mut self.scratch_started);
+        for part in &mut self.parts {
+            started.append(&mut part.started);
+        }
+        started.sort_by_key(|s| s.op);
+        for s in started.drain(..) {
+            let index = s.op as usize;
+            match s.result {
+                Ok(QueryId(q)) => {
+                    self.running.insert((s.addr, q), s.op);
+                }
+                Err(e) => {
+                    let rec = &mut self.ops[index];
+                    rec.error = Some(e);
+                    rec.finished = Some(Instant::from_millis(s.at));
+                    self.op_done(index);
+                }
+            }
+            for event in s.events {
+                self.on_event(s.at, s.addr, event);
+            }
+        }
+        self.scratch_started = started;
     }
 
     /// Operation `index` has ended.
@@ -1164,6 +1219,7 @@ where
         // Everything before `end` has run: operations started from now on
         // must not start in the past of any partition.
         self.now = self.now.max(Instant::from_millis(end - 1));
+        self.record_started();
         let mut events = std::mem::take(&mut self.scratch_events);
         for part in &mut self.parts {
             events.append(&mut part.events);

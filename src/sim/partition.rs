@@ -12,13 +12,15 @@
 //! also seeds its loss and delay draws), a timer by its node. So a seed
 //! gives the same run whatever the number of partitions.
 
-use super::network::{Addr, SimNode};
+use super::network::{Addr, Op, SimNode, value_for};
 use super::queue::{EventQueue, Timed};
-use super::report::NetSummary;
+use super::report::{NetSummary, OpError};
 use crate::event::Event;
 use crate::peer::Address;
+use crate::query::QueryId;
 use crate::rng::Rng;
 use crate::store::Store;
+use crate::store::{Record, Ttl};
 use crate::time::Instant;
 use crate::wire::MessageKind;
 use std::cmp::Ordering;
@@ -179,6 +181,28 @@ where
     }
 }
 
+/// An operation the simulator hands to a node of this partition: it starts
+/// when the next window begins, before anything else due then, as it would
+/// have between windows. The node's work (seeding the lookup from its table,
+/// encoding the first requests) then runs in parallel with the other
+/// partitions instead of on the simulator's thread.
+pub(super) struct Command {
+    /// The operation's index in the simulator's records.
+    pub(super) op: u32,
+    pub(super) addr: Addr,
+    pub(super) at: u64,
+    pub(super) what: Op,
+}
+
+/// What a command did, with the node events it caused at once.
+pub(super) struct Started<const K: usize> {
+    pub(super) op: u32,
+    pub(super) addr: Addr,
+    pub(super) at: u64,
+    pub(super) result: Result<QueryId, OpError>,
+    pub(super) events: Vec<Event<Addr, K>>,
+}
+
 /// A node's event, with the moment and the rank of what caused it.
 pub(super) struct NodeEvent<const K: usize> {
     pub(super) at: u64,
@@ -218,6 +242,11 @@ pub(super) struct Partition<
     inbound: Vec<Mail>,
     /// Node events of the current window, for the simulator to handle.
     pub(super) events: Vec<NodeEvent<K>>,
+    /// Operations to start when the next window begins, in the order the
+    /// simulator scheduled them.
+    pub(super) commands: Vec<Command>,
+    /// Commands run in the current window, for the simulator to record.
+    pub(super) started: Vec<Started<K>>,
     /// The rank of the entry being handled (0 outside a window).
     rank: u64,
 }
@@ -241,6 +270,8 @@ where
             outbox: (0..count).map(|_| Mail::default()).collect(),
             inbound: (0..count).map(|_| Mail::default()).collect(),
             events: Vec::new(),
+            commands: Vec::new(),
+            started: Vec::new(),
             rank: 0,
         }
     }
@@ -282,13 +313,66 @@ where
         Some(node)
     }
 
-    /// When the earliest event of this partition is due, mail included.
+    /// When the earliest event of this partition is due, mail and
+    /// commands included.
     pub(super) fn next_at(&self) -> Option<u64> {
         let mail = self.inbound.iter().map(|m| m.earliest).min();
-        match (self.queue.next_at(), mail.filter(|&m| m != u64::MAX)) {
-            (Some(q), Some(m)) => Some(q.min(m)),
-            (q, m) => q.or(m),
+        let command = self.commands.iter().map(|c| c.at).min();
+        [
+            self.queue.next_at(),
+            mail.filter(|&m| m != u64::MAX),
+            command,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Commands queued for node `addr` and not run yet.
+    pub(super) fn commands_for(&self, addr: Addr) -> usize {
+        self.commands.iter().filter(|c| c.addr == addr).count()
+    }
+
+    /// Runs the queued commands, each at its moment, before the events due
+    /// then (the simulator ends every window where a command is due).
+    fn run_commands(&mut self) {
+        let mut commands = std::mem::take(&mut self.commands);
+        for Command { op, addr, at, what } in commands.drain(..) {
+            let now = Instant::from_millis(at);
+            let result = match self.node_mut(addr) {
+                None => Err(OpError::NoNode),
+                Some(node) => match what {
+                    Op::FindNode { target, .. } => node.find_node(now, target),
+                    Op::Get { key, .. } => node.get(now, key),
+                    Op::Put { key, len, .. } => {
+                        let record = Record::new(key, &value_for(&key, len), Ttl::Never)
+                            .expect("value length within MAX_VALUE_LEN");
+                        node.put(now, record)
+                    }
+                    // Joins pick their seeds on the simulator's thread and
+                    // start there.
+                    Op::Join { .. } => unreachable!("joins are not commands"),
+                }
+                .map_err(OpError::Command),
+            };
+            let mut events = Vec::new();
+            if result.is_ok() {
+                // As between windows: events caused here rank first.
+                self.rank = 0;
+                let before = self.events.len();
+                self.flush(addr, at);
+                events.extend(self.events.drain(before..).map(|e| e.event));
+            }
+            self.started.push(Started {
+                op,
+                addr,
+                at,
+                result,
+                events,
+            });
         }
+        // Keeps the allocation.
+        self.commands = commands;
     }
 
     /// Hands the mail this partition posted to `to` over to it.
@@ -337,6 +421,7 @@ where
     /// another partition's event before `end`.
     pub(super) fn run_window(&mut self, end: u64) {
         self.open_mail();
+        self.run_commands();
         while let Some(ev) = self.queue.pop_before(end) {
             self.rank = ev.seq;
             let now = Instant::from_millis(ev.at);
