@@ -2,9 +2,11 @@
 //! churn.
 #![cfg(feature = "sim")]
 
-use microkad::sim::{Churn, NetSummary, Op, OpKind, OpRecord, SimConfig, Simulator, write_csv};
+use microkad::sim::{
+    Churn, NetSummary, Op, OpError, OpKind, OpRecord, SimConfig, Simulator, write_csv,
+};
 use microkad::wire::MessageKind;
-use microkad::{Config, Duration, LookupEnd, MemoryStore, config::Maintenance};
+use microkad::{Config, Duration, Instant, LookupEnd, MemoryStore, config::Maintenance};
 
 type Sim = Simulator<MemoryStore<16, 64>, 4, 20, 3, 12>;
 
@@ -350,4 +352,37 @@ fn unverified_lookups_ask_less_and_still_find_the_closest() {
         exact >= 195 && stored >= 48 && found == 50,
         "{exact} {stored} {found}"
     );
+}
+
+/// A `find_node` is started in its node's partition when the next window
+/// begins; a crash in between ends it as it ends one already running.
+#[test]
+fn a_crash_before_a_queued_start_ends_the_operation() {
+    let mut sim = Sim::new(config(5));
+    sim.init_global(200, &());
+    let at = sim.now() + Duration::from_millis(10);
+    let target = sim.id_of(7);
+    let op = sim.schedule(
+        at,
+        Op::FindNode {
+            node: Some(3),
+            target,
+        },
+    );
+    let other = sim.schedule(
+        at,
+        Op::FindNode {
+            node: Some(4),
+            target,
+        },
+    );
+    sim.run_until(Instant::from_millis(at.as_millis() - 1));
+    // Two steps: the two agenda entries (both starts queued, none run).
+    assert!(sim.step() && sim.step());
+    assert!(sim.ops()[op].finished.is_none());
+    sim.crash(3);
+    assert_eq!(sim.ops()[op].error, Some(OpError::NodeGone));
+    sim.run_until_done(&());
+    assert_eq!(sim.ops()[op].error, Some(OpError::NodeGone));
+    assert!(sim.ops()[other].success, "{:?}", sim.ops()[other]);
 }

@@ -890,13 +890,22 @@ where
             .filter(|(a, _)| *a == addr)
             .copied()
             .collect();
-        for key in mine {
-            if let Some(i) = self.running.remove(&key) {
-                let rec = &mut self.ops[i as usize];
-                rec.error = Some(OpError::NodeGone);
-                rec.finished = Some(self.now);
-                self.op_done(i as usize);
-            }
+        let mut gone: Vec<u32> = mine
+            .iter()
+            .filter_map(|key| self.running.remove(key))
+            .collect();
+        // Commands queued for it and not run yet end the same way.
+        let part = &mut self.parts[addr as usize % count];
+        gone.extend(
+            part.commands
+                .extract_if(.., |c| c.addr == addr)
+                .map(|c| c.op),
+        );
+        for i in gone {
+            let rec = &mut self.ops[i as usize];
+            rec.error = Some(OpError::NodeGone);
+            rec.finished = Some(self.now);
+            self.op_done(i as usize);
         }
     }
 
