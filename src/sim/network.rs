@@ -756,9 +756,7 @@ where
             }
             Err((addr, e)) => {
                 rec.node = addr;
-                rec.error = Some(e);
-                rec.finished = Some(now);
-                self.op_done(index);
+                self.op_failed(index, e, now);
             }
         }
     }
@@ -797,18 +795,21 @@ where
                 Ok(QueryId(q)) => {
                     self.running.insert((s.addr, q), s.op);
                 }
-                Err(e) => {
-                    let rec = &mut self.ops[index];
-                    rec.error = Some(e);
-                    rec.finished = Some(Instant::from_millis(s.at));
-                    self.op_done(index);
-                }
+                Err(e) => self.op_failed(index, e, Instant::from_millis(s.at)),
             }
             for event in s.events {
                 self.on_event(s.at, s.addr, event);
             }
         }
         self.scratch_started = started;
+    }
+
+    /// Operation `index` ended at `at` without a protocol outcome.
+    fn op_failed(&mut self, index: usize, error: OpError, at: Instant) {
+        let rec = &mut self.ops[index];
+        rec.error = Some(error);
+        rec.finished = Some(at);
+        self.op_done(index);
     }
 
     /// Operation `index` has ended.
@@ -902,10 +903,7 @@ where
                 .map(|c| c.op),
         );
         for i in gone {
-            let rec = &mut self.ops[i as usize];
-            rec.error = Some(OpError::NodeGone);
-            rec.finished = Some(self.now);
-            self.op_done(i as usize);
+            self.op_failed(i as usize, OpError::NodeGone, self.now);
         }
     }
 
