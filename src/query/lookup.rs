@@ -438,6 +438,21 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             state: CandidateState::Fresh,
             referrer,
         };
+        if offered.closer {
+            self.round_progress = true;
+        }
+        if let [(at, peer)] = accepted[..] {
+            // One newcomer, the usual case late in a lookup: one shift of
+            // the tail (a `memmove`) beats moving candidates one by one.
+            if evicted == 1 {
+                self.candidates[at..=victim_floor].rotate_right(1);
+                self.candidates[at] = fresh(peer);
+            } else {
+                // Cannot fail: the list was not full.
+                let _ = self.candidates.insert(at, fresh(peer));
+            }
+            return offered;
+        }
         while self.candidates.len() < new_len {
             // Cannot fail: new_len <= C. The slot is overwritten below.
             let _ = self.candidates.push(fresh(farthest));
@@ -460,9 +475,6 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             self.candidates[d] = fresh(peer);
         }
         debug_assert_eq!(k, d, "the closest candidates stay where they were");
-        if offered.closer {
-            self.round_progress = true;
-        }
         offered
     }
 
