@@ -106,10 +106,11 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
     RoutingTable<A, K, B, I>
 {
     // At most 256 buckets: a key has 256 bits, and `closest_refs` names
-    // buckets with a `u8`.
+    // buckets with a `u8`. At most 255 contacts per bucket: `fill` counts
+    // them in a `u8`.
     const CHECK: () = assert!(
-        K >= 1 && B >= 1 && B <= 256,
-        "a routing table needs K >= 1 and 1 <= B <= 256"
+        K >= 1 && B >= 1 && B <= 256 && K + I <= 255,
+        "a routing table needs K >= 1, K + I <= 255 and 1 <= B <= 256"
     );
 
     /// An empty table owned by `local`.
@@ -145,14 +146,15 @@ impl<A: Clone + PartialEq, const K: usize, const B: usize, const I: usize>
         &self.buckets
     }
 
-    /// Number of contacts in the table.
+    /// Number of contacts in the table. Read from the fill array (one cache
+    /// line), not from every bucket: a node asks before every lookup.
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(|b| b.len()).sum()
+        self.fill.iter().map(|&n| usize::from(n)).sum()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(|b| b.is_empty())
+        self.fill.iter().all(|&n| n == 0)
     }
 
     /// Every contact, bucket by bucket.
