@@ -150,6 +150,48 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// Distances to a lookup's target by their first 64 bits: most
+/// comparisons need no more, and whole ids are compared only where the
+/// words match.
+#[derive(Clone, Copy)]
+struct Ruler {
+    target: Key,
+    target_word: u64,
+    local_word: u64,
+}
+
+impl Ruler {
+    fn new(target: Key, local: &NodeId) -> Self {
+        let target_word = target.first_word();
+        Ruler {
+            target,
+            target_word,
+            local_word: target_word ^ local.first_word(),
+        }
+    }
+
+    /// The first 64 bits of `id`'s distance to the target.
+    fn word(&self, id: &Key) -> u64 {
+        self.target_word ^ id.first_word()
+    }
+
+    /// Whether `peer`, whose distance word is `dist`, is the local node.
+    fn is_local<A>(&self, dist: u64, peer: &Peer<A>, local: &NodeId) -> bool {
+        dist == self.local_word && peer.id == *local
+    }
+
+    /// Whether candidate `c` is closer to the target than `peer`.
+    fn closer<A>(&self, c: &Candidate<A>, dist: u64, peer: &Peer<A>) -> bool {
+        let d = self.word(&c.peer.id);
+        d < dist || (d == dist && self.target.cmp_distance(&c.peer.id, &peer.id).is_lt())
+    }
+
+    /// Whether candidate `c` is `peer` (each id has its own distance).
+    fn is_listed<A>(&self, c: &Candidate<A>, dist: u64, peer: &Peer<A>) -> bool {
+        self.word(&c.peer.id) == dist && c.peer.id == peer.id
+    }
+}
+
 /// How `Lookup::offer_all` merges a batch of peers sorted by distance.
 struct MergePlan<'p, A, const C: usize> {
     /// Each newcomer to add, after the old candidates before this index.
@@ -350,10 +392,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     where
         A: 'p,
     {
-        let target = self.target;
-        let target_word = target.first_word();
-        let dist_of = |c: &Candidate<A>| target_word ^ c.peer.id.first_word();
-        let local_dist = target_word ^ local.first_word();
+        let ruler = Ruler::new(self.target, local);
         let old = &self.candidates[..];
         let mut plan = MergePlan {
             accepted: Vec::new(),
@@ -366,19 +405,15 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         // and `live_before` of them are still listed and have not failed.
         let (mut at, mut live_before, mut last) = (0, 0, None);
         for peer in peers {
-            let dist = target_word ^ peer.id.first_word();
+            let dist = ruler.word(&peer.id);
             if last.is_some_and(|l| dist <= l) {
                 return None;
             }
             last = Some(dist);
-            if dist == local_dist && peer.id == *local {
+            if ruler.is_local(dist, peer, local) {
                 continue;
             }
-            let closer = |c: &Candidate<A>| {
-                let d = dist_of(c);
-                d < dist || (d == dist && target.cmp_distance(&c.peer.id, &peer.id).is_lt())
-            };
-            while let Some(c) = old.get(at).filter(|c| closer(c)) {
+            while let Some(c) = old.get(at).filter(|c| ruler.closer(c, dist, peer)) {
                 live_before += usize::from(!c.state.is_failed() && !dropped(plan.victim_floor, at));
                 at += 1;
             }
@@ -389,7 +424,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             }
             if old
                 .get(next)
-                .is_some_and(|c| dist_of(c) == dist && c.peer.id == peer.id)
+                .is_some_and(|c| ruler.is_listed(c, dist, peer))
             {
                 continue;
             }
@@ -490,18 +525,13 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     where
         A: 'p,
     {
-        let target = self.target;
-        let target_word = target.first_word();
-        // The first 64 bits of a distance: most comparisons need no more.
-        let dist_of = |c: &Candidate<A>| target_word ^ c.peer.id.first_word();
-        // Whole ids are compared only where the words already match.
-        let local_dist = target_word ^ local.first_word();
+        let ruler = Ruler::new(self.target, local);
         let mut offered = Offered::default();
         // The walk: every candidate before `from` is closer than the last
         // newcomer, and `live_before_from` of them have not failed.
         let (mut from, mut live_before_from, mut last) = (0, 0, None);
         for peer in peers {
-            let dist = target_word ^ peer.id.first_word();
+            let dist = ruler.word(&peer.id);
             if last.is_none_or(|l| dist <= l) {
                 // Not past the previous newcomer (or the first): walk from the start.
                 (from, live_before_from) = (0, 0);
@@ -510,19 +540,22 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             // Late in a lookup most offers are farther than every candidate of
             // a full list: one integer comparison turns them away.
             if self.candidates.is_full()
-                && self.candidates.last().is_some_and(|c| dist_of(c) < dist)
+                && self
+                    .candidates
+                    .last()
+                    .is_some_and(|c| ruler.word(&c.peer.id) < dist)
             {
                 continue;
             }
-            if dist == local_dist && peer.id == *local {
+            if ruler.is_local(dist, peer, local) {
                 continue;
             }
-            let closer = |c: &Candidate<A>| {
-                let d = dist_of(c);
-                d < dist || (d == dist && target.cmp_distance(&c.peer.id, &peer.id).is_lt())
-            };
             let mut pos = from;
-            while let Some(c) = self.candidates.get(pos).filter(|c| closer(c)) {
+            while let Some(c) = self
+                .candidates
+                .get(pos)
+                .filter(|c| ruler.closer(c, dist, peer))
+            {
                 live_before_from += usize::from(!c.state.is_failed());
                 pos += 1;
             }
@@ -532,7 +565,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             if self
                 .candidates
                 .get(pos)
-                .is_some_and(|c| dist_of(c) == dist && c.peer.id == peer.id)
+                .is_some_and(|c| ruler.is_listed(c, dist, peer))
             {
                 continue;
             }
