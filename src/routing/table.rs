@@ -936,6 +936,33 @@ mod tests {
     }
 
     proptest! {
+        /// Full k = 20 buckets, many of whose contacts share their first 32
+        /// bits (and so their prefix word): every contact is found by id,
+        /// and an id that is not there is not found.
+        #[test]
+        fn contacts_are_found_in_full_buckets_when_prefixes_tie(
+            local in any::<[u8; 32]>(), seed in any::<u64>(), count in 0usize..120,
+        ) {
+            let local = Key(local);
+            let mut rng = Rng::new(seed);
+            let mut t = RoutingTable::<u32, 20, 4>::new(local);
+            for i in 0..count {
+                let id = if rng.below(2) == 0 {
+                    local.random_with_prefix(32 + rng.below(8) as usize, &mut rng)
+                } else {
+                    Key::random(&mut rng)
+                };
+                t.insert(peer(id, i as u32), Instant::ZERO, Origin::Outgoing);
+            }
+            for c in t.iter() {
+                prop_assert_eq!(t.get(&c.peer.id).map(|f| f.peer.addr), Some(c.peer.addr));
+            }
+            let absent = local.random_with_prefix(33, &mut rng);
+            prop_assert_eq!(t.get(&absent).is_some(), t.iter().any(|c| c.peer.id == absent));
+        }
+    }
+
+    proptest! {
         #[test]
         fn table_invariants(local in any::<[u8; 32]>(), seed in any::<u64>(), count in 0usize..200,
                             key in any::<[u8; 32]>(), n in 0usize..12, near in any::<bool>()) {
