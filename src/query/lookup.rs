@@ -193,6 +193,7 @@ impl Ruler {
 }
 
 /// How `Lookup::offer_all` merges a batch of peers sorted by distance.
+#[cfg(feature = "std")]
 struct MergePlan<'p, A, const C: usize> {
     /// Each newcomer to add, after the old candidates before this index.
     accepted: Vec<(usize, &'p Peer<A>), C>,
@@ -362,6 +363,10 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     /// list for each: 64 bytes per candidate, up to `C` of them, and the
     /// first answer of a lookup brings up to 20 newcomers). Peers in any
     /// other order are added one by one, with the same result.
+    ///
+    /// The merge is built with `std` only (hosts and the simulator): on a
+    /// microcontroller, with lists of a dozen candidates, it would cost
+    /// 2 KB of flash for little.
     pub(crate) fn offer_all<'p, I>(&mut self, peers: I, local: &NodeId, referrer: u32) -> Offered
     where
         I: IntoIterator<Item = &'p Peer<A>>,
@@ -369,10 +374,11 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         A: 'p,
     {
         let peers = peers.into_iter();
-        match self.plan_merge(peers.clone(), local) {
-            Some(plan) => self.merge(plan, referrer),
-            None => self.offer_each(peers, local, referrer),
+        #[cfg(feature = "std")]
+        if let Some(plan) = self.plan_merge(peers.clone(), local) {
+            return self.merge(plan, referrer);
         }
+        self.offer_each(peers, local, referrer)
     }
 
     /// What adding `peers` one by one would do, worked out without changing
@@ -384,6 +390,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
     /// them is ever the victim of a later one; and each victim is the
     /// farthest candidate not in flight, so the candidates dropped are the
     /// ones not in flight from some index on (`victim_floor`).
+    #[cfg(feature = "std")]
     fn plan_merge<'p>(
         &self,
         peers: impl Iterator<Item = &'p Peer<A>>,
@@ -456,6 +463,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
 
     /// Carries out a plan: fills the list from the back, each candidate
     /// still listed moving once to its place.
+    #[cfg(feature = "std")]
     fn merge(&mut self, plan: MergePlan<'_, A, C>, referrer: u32) -> Offered {
         let MergePlan {
             accepted,
@@ -875,6 +883,7 @@ mod tests {
         /// whatever the candidates' states (in flight ones are never
         /// dropped) and however full the list.
         #[test]
+        #[cfg(feature = "std")]
         fn a_sorted_batch_merges_as_one_by_one_insertion(
             target in any::<[u8; 32]>(),
             first in prop::collection::vec((0u8..40, 0u8..3), 0..12),
