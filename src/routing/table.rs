@@ -702,6 +702,15 @@ mod tests {
         Peer::new(id, a)
     }
 
+    /// `n` ids whose first bit differs from `local`'s (its bucket 0),
+    /// drawn from `seed`.
+    fn far_ids(local: Key, seed: u64, n: usize) -> std::vec::Vec<Key> {
+        let mut rng = Rng::new(seed);
+        (0..n)
+            .map(|_| local.random_with_prefix(0, &mut rng))
+            .collect()
+    }
+
     #[test]
     fn self_is_refused_and_full_bucket_pings_oldest() {
         let local = Key::ZERO;
@@ -711,11 +720,8 @@ mod tests {
             t.insert(peer(local, 0), now, Origin::Incoming),
             InsertOutcome::SelfId
         );
-        let mut rng = Rng::new(3);
         // Four peers in bucket 0 (first bit set): the fourth does not fit.
-        let ids: std::vec::Vec<Key> = (0..4)
-            .map(|_| local.random_with_prefix(0, &mut rng))
-            .collect();
+        let ids = far_ids(local, 3, 4);
         for (i, id) in ids.iter().take(3).enumerate() {
             assert_eq!(
                 t.insert(peer(*id, i as u32), now, Origin::Outgoing),
@@ -830,11 +836,8 @@ mod tests {
     fn a_contact_is_never_listed_twice() {
         let local = Key::ZERO;
         let mut t = RoutingTable::<u32, 1, 4, 1>::new(local);
-        let mut rng = Rng::new(8);
         let now = Instant::ZERO;
-        let ids: std::vec::Vec<Key> = (0..4)
-            .map(|_| local.random_with_prefix(0, &mut rng))
-            .collect();
+        let ids = far_ids(local, 8, 4);
         t.insert(peer(ids[0], 0), now, Origin::Outgoing);
         t.insert(peer(ids[1], 1), now, Origin::Incoming);
         // The incoming side is full: ids[2] waits in the cache.
@@ -861,11 +864,8 @@ mod tests {
     fn incoming_side_is_bounded_and_refuses_with_a_typed_outcome() {
         let local = Key::ZERO;
         let mut t = RoutingTable::<u32, 2, 4, 2>::new(local);
-        let mut rng = Rng::new(5);
         let now = Instant::ZERO;
-        let ids: std::vec::Vec<Key> = (0..6)
-            .map(|_| local.random_with_prefix(0, &mut rng))
-            .collect();
+        let ids = far_ids(local, 5, 6);
         // Two chosen and two choosing contacts fit side by side: 2k per bucket.
         assert_eq!(
             t.insert(peer(ids[0], 0), now, Origin::Outgoing),
