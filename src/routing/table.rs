@@ -848,6 +848,9 @@ mod tests {
         // The outgoing slot frees with nothing to promote into it, and
         // ids[2] comes back as a contact this node chose.
         assert_eq!(t.remove(&ids[0], now).unwrap().replaced_by, None);
+        // Only the choosing side holds a contact: the bucket is not empty.
+        let b = t.bucket(0).unwrap();
+        assert!(!b.is_empty() && !b.is_full() && b.len() == 1);
         assert_eq!(
             t.insert(peer(ids[2], 2), now, Origin::Outgoing),
             InsertOutcome::Added
@@ -866,15 +869,20 @@ mod tests {
         let mut t = RoutingTable::<u32, 2, 4, 2>::new(local);
         let now = Instant::ZERO;
         let ids = far_ids(local, 5, 6);
+        let bucket = |t: &RoutingTable<u32, 2, 4, 2>| t.bucket(0).unwrap().clone();
+        assert!(bucket(&t).is_empty() && !bucket(&t).is_full());
         // Two chosen and two choosing contacts fit side by side: 2k per bucket.
         assert_eq!(
             t.insert(peer(ids[0], 0), now, Origin::Outgoing),
             InsertOutcome::Added
         );
+        assert!(!bucket(&t).is_empty() && !bucket(&t).is_full());
         assert_eq!(
             t.insert(peer(ids[1], 1), now, Origin::Outgoing),
             InsertOutcome::Added
         );
+        // Full means the chosen side is full; the choosing side has room.
+        assert!(bucket(&t).is_full());
         assert_eq!(
             t.insert(peer(ids[2], 2), now, Origin::Incoming),
             InsertOutcome::Added
