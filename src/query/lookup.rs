@@ -929,6 +929,65 @@ mod tests {
         }
     }
 
+    fn lookup_of_width(width: usize) -> Lookup<u32, C> {
+        Lookup::new(
+            QueryId(1),
+            LookupKind::FindNode,
+            Key::ZERO,
+            width,
+            LookupEnd::Verified,
+            Instant::ZERO,
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn progress_means_landing_among_the_closest_live_candidates() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_of_width(2);
+        let listed = [0x10, 0x20, 0x30].map(|b| Peer::new(key(b, 0), u32::from(b)));
+        assert_eq!(lookup.offer_all(&listed, &local, 0).added, 3);
+        lookup.candidates[0].state = CandidateState::Failed { txid: 1 };
+        lookup.candidates[1].state = CandidateState::Failed { txid: 2 };
+        lookup.candidates[2].state = CandidateState::Answered { txid: 3 };
+        // Behind two failed candidates and one live one: the second live.
+        let second = lookup.offer_all(&[Peer::new(key(0x40, 0), 4)], &local, 3);
+        assert_eq!(
+            second,
+            Offered {
+                added: 1,
+                closer: true
+            }
+        );
+        // Behind two live ones: not among the two closest live candidates.
+        let third = lookup.offer_all(&[Peer::new(key(0x50, 0), 5)], &local, 3);
+        assert_eq!(
+            third,
+            Offered {
+                added: 1,
+                closer: false
+            }
+        );
+    }
+
+    #[test]
+    fn only_the_local_id_itself_is_refused() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_of_width(2);
+        // Shares its first 64 bits with the local id, so its distance to
+        // the target does too: only the whole id tells them apart.
+        let mut twin = local;
+        twin.0[31] = 1;
+        assert_eq!(lookup.offer_all(&[Peer::new(twin, 1)], &local, 0).added, 1);
+        assert_eq!(lookup.candidates[0].peer.id, twin);
+        assert_eq!(lookup.offer_all(&[Peer::new(local, 2)], &local, 0).added, 0);
+        assert_eq!(
+            lookup.offer_each(&[Peer::new(local, 2)], &local, 0).added,
+            0
+        );
+        assert_eq!(lookup.candidates.len(), 1);
+    }
+
     #[test]
     fn the_next_deadline_counts_every_request_still_outstanding() {
         let target = Key::ZERO;
