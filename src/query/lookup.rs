@@ -424,15 +424,11 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
                 live_before += usize::from(!c.state.is_failed() && !dropped(plan.victim_floor, at));
                 at += 1;
             }
-            // A peer already listed is the first candidate still listed from `at`.
-            let mut next = at;
-            while next < old.len() && dropped(plan.victim_floor, next) {
-                next += 1;
-            }
-            if old
-                .get(next)
-                .is_some_and(|c| ruler.is_listed(c, dist, peer))
-            {
+            // A peer already listed sits at `at` (each id has its own
+            // distance). Should that candidate be dropped for an earlier
+            // newcomer, turning the peer away is still right: the list is
+            // then full, and nothing past `at` is left to drop for it.
+            if old.get(at).is_some_and(|c| ruler.is_listed(c, dist, peer)) {
                 continue;
             }
             let len = old.len() - plan.evicted + plan.accepted.len();
@@ -832,9 +828,13 @@ mod tests {
 
     const C: usize = 8;
 
-    fn key(b: u8, rest: u8) -> Key {
-        let mut k = [rest; 32];
+    /// A key starting with `b` and ending with `last`: keys that differ
+    /// only in `last` tie on their first 64 bits, so that the whole-id
+    /// comparisons behind the 64-bit ones are exercised too.
+    fn key(b: u8, last: u8) -> Key {
+        let mut k = [0; 32];
         k[0] = b;
+        k[31] = last;
         Key(k)
     }
 
@@ -913,7 +913,9 @@ mod tests {
             let mut peers: std::vec::Vec<Peer<u32>> =
                 batch.iter().map(|&(b, r)| Peer::new(key(b, r), u32::from(b))).collect();
             peers.sort_by(|a, b| target.cmp_distance(&a.id, &b.id));
-            peers.dedup_by(|a, b| a.id == b.id);
+            // The merge takes batches whose first 64 bits of distance
+            // strictly increase; ties with the listed candidates remain.
+            peers.dedup_by(|a, b| a.id.first_word() == b.id.first_word());
             let mut merged = lookup.clone();
             let plan = merged.plan_merge(peers.iter(), &local);
             prop_assert!(plan.is_some());
@@ -986,6 +988,51 @@ mod tests {
             0
         );
         assert_eq!(lookup.candidates.len(), 1);
+    }
+
+    #[test]
+    fn seeding_a_list_that_is_not_empty_merges() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_of_width(2);
+        let first = [0x10, 0x30].map(|b| Peer::new(key(b, 0), u32::from(b)));
+        lookup.seed(&first, &local);
+        let more = [0x20, 0x30].map(|b| Peer::new(key(b, 0), u32::from(b)));
+        lookup.seed(&more, &local);
+        let listed: std::vec::Vec<Key> = lookup.candidates.iter().map(|c| c.peer.id).collect();
+        assert_eq!(listed, [key(0x10, 0), key(0x20, 0), key(0x30, 0)]);
+    }
+
+    #[test]
+    fn retargeting_starts_over_and_keeps_the_statistics() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_of_width(2);
+        let peers = [0x10, 0x20, 0x30].map(|b| Peer::new(key(b, 0), u32::from(b)));
+        lookup.seed(&peers, &local);
+        let mut txid = 0;
+        let timeout = Duration::from_millis(100);
+        assert_eq!(
+            lookup.start_round(2, Instant::ZERO, timeout, || {
+                txid += 1;
+                txid
+            }),
+            2
+        );
+        lookup.stats.requests = 2;
+        lookup.phase = Phase::Finished(Termination::Converged);
+        lookup.retarget(key(0x30, 0));
+        assert_eq!(lookup.target, key(0x30, 0));
+        assert_eq!(lookup.phase, Phase::Searching);
+        assert!(lookup.candidates.is_empty());
+        assert_eq!(
+            (lookup.pending, lookup.unsent, lookup.in_flight()),
+            (0, 0, 0)
+        );
+        assert_eq!(lookup.stats.requests, 2);
+        // The new search orders its candidates by the new target.
+        lookup.seed(&[Peer::new(key(0x31, 0), 1)], &local);
+        lookup.offer_all(&peers, &local, 0);
+        assert_eq!(lookup.candidates[0].peer.id, key(0x30, 0));
+        assert_eq!(lookup.candidates[1].peer.id, key(0x31, 0));
     }
 
     #[test]
