@@ -643,7 +643,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             if self.round_sent as usize >= budget || (self.sweeping && live >= self.width) {
                 break;
             }
-            if !matches!(c.state, CandidateState::Failed { .. }) {
+            if !c.state.is_failed() {
                 live += 1;
             }
             if c.state == CandidateState::Fresh {
@@ -1033,6 +1033,27 @@ mod tests {
         lookup.offer_all(&peers, &local, 0);
         assert_eq!(lookup.candidates[0].peer.id, key(0x30, 0));
         assert_eq!(lookup.candidates[1].peer.id, key(0x31, 0));
+    }
+
+    #[test]
+    fn a_round_tops_up_the_requests_in_flight_to_alpha() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_of_width(4);
+        let peers = [1, 2, 3, 4, 5].map(|b| Peer::new(key(b, 0), u32::from(b)));
+        lookup.seed(&peers, &local);
+        let mut txid = 0;
+        let mut round = |lookup: &mut Lookup<u32, C>, alpha| {
+            lookup.start_round(alpha, Instant::ZERO, Duration::from_millis(100), || {
+                txid += 1;
+                txid
+            })
+        };
+        assert_eq!(round(&mut lookup, 2), 2);
+        assert_eq!(lookup.in_flight(), 2);
+        // Two still outstanding: a round of three sends one more.
+        assert_eq!(round(&mut lookup, 3), 1);
+        assert_eq!(lookup.in_flight(), 3);
+        assert_eq!(round(&mut lookup, 3), 0);
     }
 
     #[test]
