@@ -1056,6 +1056,93 @@ mod tests {
         assert_eq!(round(&mut lookup, 3), 0);
     }
 
+    /// A lookup of the given width whose candidates are at distances
+    /// 1, 2, ... from the target, in these states.
+    fn lookup_in_states(width: usize, states: &[CandidateState]) -> Lookup<u32, C> {
+        let mut lookup = lookup_of_width(width);
+        let peers: std::vec::Vec<Peer<u32>> = (1..=states.len() as u8)
+            .map(|b| Peer::new(key(b, 0), u32::from(b)))
+            .collect();
+        lookup.seed(&peers, &key(0xff, 0));
+        for (c, &state) in lookup.candidates.iter_mut().zip(states) {
+            c.state = state;
+        }
+        lookup
+    }
+
+    #[test]
+    fn termination_passes_over_failed_candidates() {
+        use CandidateState::{Answered, Failed, Fresh};
+        let (answered, failed) = (Answered { txid: 1 }, Failed { txid: 2 });
+        let end = |width, states: &[CandidateState]| lookup_in_states(width, states).termination();
+        // The second closest live candidate has not been asked yet.
+        assert_eq!(end(2, &[failed, answered, Fresh]), None);
+        assert_eq!(
+            end(2, &[failed, answered, answered, Fresh]),
+            Some(Termination::Converged)
+        );
+        // Fewer live candidates than the width, all answered.
+        assert_eq!(end(2, &[failed, answered]), Some(Termination::Converged));
+        assert_eq!(end(2, &[failed, failed]), Some(Termination::Exhausted));
+    }
+
+    #[test]
+    fn a_round_ends_after_beta_answers_and_counts_only_if_it_sent() {
+        let mut lookup = lookup_in_states(4, &[CandidateState::Fresh; 5]);
+        assert!(lookup.wants_round());
+        let mut txid = 0;
+        let mut round = |lookup: &mut Lookup<u32, C>| {
+            lookup.start_round(3, Instant::ZERO, Duration::from_millis(100), || {
+                txid += 1;
+                txid
+            })
+        };
+        assert_eq!(round(&mut lookup), 3);
+        assert_eq!(lookup.stats.rounds, 1);
+        assert!(!lookup.wants_round());
+        // β = 2: one answer does not end the round, the second does.
+        let answered = Outcome::Answered { closer: true };
+        assert_eq!(lookup.resolve(0, answered, 2, 3), ReplyEffect::None);
+        assert!(!lookup.wants_round());
+        assert_eq!(lookup.resolve(1, answered, 2, 3), ReplyEffect::None);
+        assert!(lookup.wants_round());
+        // One still in flight, α = 3: two more go out.
+        assert_eq!(round(&mut lookup), 2);
+        assert_eq!(lookup.stats.rounds, 2);
+        // Nothing fresh is left: a round that sends nothing is not counted.
+        lookup.round_sent = 0;
+        assert_eq!(round(&mut lookup), 0);
+        assert_eq!(lookup.stats.rounds, 2);
+        // A finished lookup wants no round.
+        lookup.phase = Phase::Finished(Termination::Converged);
+        assert!(!lookup.wants_round());
+    }
+
+    #[test]
+    fn a_sweep_asks_only_the_closest_live_candidates() {
+        use CandidateState::{Failed, Fresh};
+        let mut lookup = lookup_in_states(2, &[Failed { txid: 1 }, Fresh, Fresh, Fresh]);
+        lookup.sweeping = true;
+        let mut txid = 1;
+        let sent = lookup.start_round(1, Instant::ZERO, Duration::from_millis(100), || {
+            txid += 1;
+            txid
+        });
+        assert_eq!(sent, 2);
+        assert_eq!(lookup.candidates[3].state, Fresh);
+    }
+
+    #[test]
+    fn a_candidate_remembers_who_named_it() {
+        let local = key(0xff, 0);
+        let mut lookup = lookup_in_states(2, &[CandidateState::Answered { txid: 7 }]);
+        lookup.offer_all(&[Peer::new(key(2, 0), 2)], &local, 7);
+        assert_eq!(lookup.referrer_of(1), Some(Peer::new(key(1, 0), 1)));
+        // From the routing table: named by nobody.
+        assert_eq!(lookup.referrer_of(0), None);
+        assert_eq!(lookup.referrer_of(5), None);
+    }
+
     #[test]
     fn the_next_deadline_counts_every_request_still_outstanding() {
         let target = Key::ZERO;
