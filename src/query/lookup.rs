@@ -943,6 +943,20 @@ mod tests {
         )
     }
 
+    /// Starts a round of `alpha` at `at` with a 1 s timeout, numbering the
+    /// requests from `txid` on.
+    fn ask<const N: usize>(
+        lookup: &mut Lookup<u32, N>,
+        alpha: u8,
+        at: Instant,
+        txid: &mut u32,
+    ) -> u8 {
+        lookup.start_round(alpha, at, Duration::from_secs(1), || {
+            *txid += 1;
+            *txid
+        })
+    }
+
     #[test]
     fn progress_means_landing_among_the_closest_live_candidates() {
         let local = key(0xff, 0);
@@ -1008,15 +1022,7 @@ mod tests {
         let mut lookup = lookup_of_width(2);
         let peers = [0x10, 0x20, 0x30].map(|b| Peer::new(key(b, 0), u32::from(b)));
         lookup.seed(&peers, &local);
-        let mut txid = 0;
-        let timeout = Duration::from_millis(100);
-        assert_eq!(
-            lookup.start_round(2, Instant::ZERO, timeout, || {
-                txid += 1;
-                txid
-            }),
-            2
-        );
+        assert_eq!(ask(&mut lookup, 2, Instant::ZERO, &mut 0), 2);
         lookup.stats.requests = 2;
         lookup.phase = Phase::Finished(Termination::Converged);
         lookup.retarget(key(0x30, 0));
@@ -1042,12 +1048,8 @@ mod tests {
         let peers = [1, 2, 3, 4, 5].map(|b| Peer::new(key(b, 0), u32::from(b)));
         lookup.seed(&peers, &local);
         let mut txid = 0;
-        let mut round = |lookup: &mut Lookup<u32, C>, alpha| {
-            lookup.start_round(alpha, Instant::ZERO, Duration::from_millis(100), || {
-                txid += 1;
-                txid
-            })
-        };
+        let mut round =
+            |lookup: &mut Lookup<u32, C>, alpha| ask(lookup, alpha, Instant::ZERO, &mut txid);
         assert_eq!(round(&mut lookup, 2), 2);
         assert_eq!(lookup.in_flight(), 2);
         // Two still outstanding: a round of three sends one more.
@@ -1091,12 +1093,7 @@ mod tests {
         let mut lookup = lookup_in_states(4, &[CandidateState::Fresh; 5]);
         assert!(lookup.wants_round());
         let mut txid = 0;
-        let mut round = |lookup: &mut Lookup<u32, C>| {
-            lookup.start_round(3, Instant::ZERO, Duration::from_millis(100), || {
-                txid += 1;
-                txid
-            })
-        };
+        let mut round = |lookup: &mut Lookup<u32, C>| ask(lookup, 3, Instant::ZERO, &mut txid);
         assert_eq!(round(&mut lookup), 3);
         assert_eq!(lookup.stats.rounds, 1);
         assert!(!lookup.wants_round());
@@ -1123,12 +1120,7 @@ mod tests {
         use CandidateState::{Failed, Fresh};
         let mut lookup = lookup_in_states(2, &[Failed { txid: 1 }, Fresh, Fresh, Fresh]);
         lookup.sweeping = true;
-        let mut txid = 1;
-        let sent = lookup.start_round(1, Instant::ZERO, Duration::from_millis(100), || {
-            txid += 1;
-            txid
-        });
-        assert_eq!(sent, 2);
+        assert_eq!(ask(&mut lookup, 1, Instant::ZERO, &mut 1), 2);
         assert_eq!(lookup.candidates[3].state, Fresh);
     }
 
@@ -1162,14 +1154,7 @@ mod tests {
         assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
         let mut txid = 0;
         // Two requests at 0 ms, then one more at 500 ms once both answered.
-        let timeout = Duration::from_millis(1000);
-        assert_eq!(
-            lookup.start_round(2, Instant::ZERO, timeout, || {
-                txid += 1;
-                txid
-            }),
-            2
-        );
+        assert_eq!(ask(&mut lookup, 2, Instant::ZERO, &mut txid), 2);
         assert_eq!((lookup.pending, lookup.unsent), (2, 2));
         assert_eq!(lookup.next_deadline(), Instant::from_millis(1000));
         lookup.resolve(0, Outcome::Answered { closer: false }, 2, 3);
@@ -1177,14 +1162,7 @@ mod tests {
         lookup.resolve(1, Outcome::Failed, 2, 3);
         assert_eq!(lookup.pending, 0);
         assert_eq!(lookup.next_deadline(), Instant::from_millis(60_000));
-        let at = Instant::from_millis(500);
-        assert_eq!(
-            lookup.start_round(1, at, timeout, || {
-                txid += 1;
-                txid
-            }),
-            1
-        );
+        assert_eq!(ask(&mut lookup, 1, Instant::from_millis(500), &mut txid), 1);
         // The one outstanding request is the third candidate: the scan
         // must not stop before it.
         assert_eq!(lookup.next_deadline(), Instant::from_millis(1500));
