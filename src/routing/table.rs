@@ -833,6 +833,36 @@ mod tests {
     /// (closest_refs then named it twice, and NODES replies carried it
     /// twice).
     #[test]
+    #[cfg(debug_assertions)]
+    fn probe_counts_follow_every_change() {
+        let local = Key::ZERO;
+        let mut t = Table::new(local);
+        let now = Instant::ZERO;
+        let ids = far_ids(local, 11, 2);
+        for (i, id) in ids.iter().enumerate() {
+            t.insert(peer(*id, i as u32), now, Origin::Outgoing);
+        }
+        let counts = |t: &Table| {
+            assert_eq!(t.probes, t.recount_probes());
+            (t.probes.all, t.probes.unsent, t.probes.timed)
+        };
+        assert!(t.start_probe(&ids[0], 1, now, ProbeKind::Evict, false));
+        assert!(t.start_probe(&ids[1], 2, now, ProbeKind::Keepalive, false));
+        assert_eq!(counts(&t), (2, 2, 1));
+        // An unsent eviction probe replaced by a sent keepalive.
+        assert!(t.start_probe(&ids[0], 3, now, ProbeKind::Keepalive, true));
+        assert_eq!(counts(&t), (2, 1, 0));
+        assert_eq!(t.take_unsent_probe(), Some((1, 2)));
+        assert_eq!(t.take_unsent_probe(), None);
+        assert_eq!(counts(&t), (2, 0, 0));
+        t.clear_probe(&ids[0]);
+        assert!(t.start_probe(&ids[1], 4, now, ProbeKind::Verify, false));
+        assert_eq!(counts(&t), (1, 1, 1));
+        t.clear_probe(&ids[1]);
+        assert_eq!(counts(&t), (0, 0, 0));
+    }
+
+    #[test]
     fn a_contact_is_never_listed_twice() {
         let local = Key::ZERO;
         let mut t = RoutingTable::<u32, 1, 4, 1>::new(local);
