@@ -716,10 +716,12 @@ mod tests {
         let local = Key::ZERO;
         let mut t = Table::new(local);
         let now = Instant::ZERO;
+        assert!(t.is_empty());
         assert_eq!(
             t.insert(peer(local, 0), now, Origin::Incoming),
             InsertOutcome::SelfId
         );
+        assert!(t.is_empty());
         // Four peers in bucket 0 (first bit set): the fourth does not fit.
         let ids = far_ids(local, 3, 4);
         for (i, id) in ids.iter().take(3).enumerate() {
@@ -728,6 +730,7 @@ mod tests {
                 InsertOutcome::Added
             );
         }
+        assert!(!t.is_empty() && t.len() == 3);
         assert_eq!(
             t.insert(peer(ids[3], 3), now, Origin::Incoming),
             InsertOutcome::Pending {
@@ -860,6 +863,28 @@ mod tests {
         assert_eq!(counts(&t), (1, 1, 1));
         t.clear_probe(&ids[1]);
         assert_eq!(counts(&t), (0, 0, 0));
+        assert_eq!(t.next_probe_deadline(now, Duration::from_secs(2)), None);
+        // Probes started in one sweep (keepalive ticks): a timed one
+        // among them sets the deadline.
+        let later = Instant::from_millis(500);
+        t.start_probes(later, |c| {
+            let kind = if c.peer.addr == 0 {
+                ProbeKind::Keepalive
+            } else {
+                ProbeKind::Verify
+            };
+            Some(Probe {
+                txid: 5 + c.peer.addr,
+                sent_at: ProbeTime::at(later),
+                kind,
+                sent: true,
+            })
+        });
+        assert_eq!(counts(&t), (2, 0, 1));
+        assert_eq!(
+            t.next_probe_deadline(later, Duration::from_secs(2)),
+            Some(Instant::from_millis(2500))
+        );
     }
 
     #[test]
