@@ -931,6 +931,8 @@ mod tests {
         }
     }
 
+    /// A `find_node` toward the zero key that converges on `width`
+    /// candidates, with Kademlia's end.
     fn lookup_of_width(width: usize) -> Lookup<u32, C> {
         Lookup::new(
             QueryId(1),
