@@ -204,6 +204,13 @@ struct MergePlan<'p, A, const C: usize> {
     offered: Offered,
 }
 
+/// Whether a merge drops the candidate at index `k`, in `state`: every
+/// candidate not in flight from the plan's victim floor on is dropped.
+#[cfg(feature = "std")]
+fn is_dropped(k: usize, victim_floor: usize, state: &CandidateState) -> bool {
+    k >= victim_floor && state.is_evictable()
+}
+
 /// What `Lookup::offer_all` did with a batch of peers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub(crate) struct Offered {
@@ -407,7 +414,6 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
             evicted: 0,
             offered: Offered::default(),
         };
-        let dropped = |floor: usize, k: usize| k >= floor && old[k].state.is_evictable();
         // The walk: `at` old candidates are closer than the last newcomer,
         // and `live_before` of them are still listed and have not failed.
         let (mut at, mut live_before, mut last) = (0, 0, None);
@@ -421,7 +427,9 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
                 continue;
             }
             while let Some(c) = old.get(at).filter(|c| ruler.closer(c, dist, peer)) {
-                live_before += usize::from(!c.state.is_failed() && !dropped(plan.victim_floor, at));
+                live_before += usize::from(
+                    !c.state.is_failed() && !is_dropped(at, plan.victim_floor, &c.state),
+                );
                 at += 1;
             }
             // A peer already listed sits at `at` (each id has its own
@@ -504,7 +512,7 @@ impl<A: Clone + PartialEq, const C: usize> Lookup<A, C> {
         for &(at, peer) in accepted.iter().rev() {
             while k > at {
                 k -= 1;
-                if !(k >= victim_floor && self.candidates[k].state.is_evictable()) {
+                if !is_dropped(k, victim_floor, &self.candidates[k].state) {
                     d -= 1;
                     // A copy: slot `k` is itself a destination later on.
                     self.candidates[d] = self.candidates[k].clone();
