@@ -410,6 +410,8 @@ fn forged_leave_and_misplaced_give_value_are_ignored() {
         Err(microkad::InputError::NotResponsible)
     );
     assert!(x.get_local(&far.key).is_none());
+    assert_eq!(x.metrics().values_refused, 1);
+    assert_eq!(x.metrics().values_received, 0);
     // One close to x is taken.
     let near = Record::new(Key([0; 32]), b"y", Ttl::Never).unwrap();
     assert_eq!(
@@ -424,6 +426,8 @@ fn forged_leave_and_misplaced_give_value_are_ignored() {
         Ok(())
     );
     assert!(x.get_local(&near.key).is_some());
+    assert_eq!(x.metrics().values_refused, 1);
+    assert_eq!(x.metrics().values_received, 1);
 }
 
 #[test]
@@ -458,4 +462,82 @@ fn a_lonely_periodic_node_does_not_spin() {
     n.handle_timeout(t);
     // Nothing to republish to: the next wakeup is the next timer, not "now".
     assert!(n.poll_timeout().unwrap() > t);
+}
+
+/// Sends two STOREs of `key` with different values to a node at the zero id
+/// from its contact at address 10, and returns where GIVE_VALUE went after
+/// each (the first STORE creates the record, the second changes it).
+fn hand_offs_after_two_stores(maintenance: Maintenance, key: Key) -> (Vec<u16>, Vec<u16>) {
+    let now = Instant::ZERO;
+    let cfg = Config {
+        replicas: 4,
+        maintenance,
+        ..managed()
+    };
+    let mut x = common::TestNode::new(cfg, Key::ZERO, 1, now);
+    // Three contacts at the far end of the key space, all in one bucket.
+    for i in 0..3u16 {
+        let mut id = Key([0xFF; 32]);
+        id.0[31] = i as u8;
+        x.add_contact(now, microkad::Peer::new(id, 10 + i));
+    }
+    // The writer is the contact at address 10.
+    let mut writer = Key([0xFF; 32]);
+    writer.0[31] = 0;
+    let mut buf = [0u8; 2048];
+    let mut store = |x: &mut common::TestNode, txid: u32, value: &[u8]| {
+        let record = Record::new(key, value, Ttl::Never).unwrap();
+        let msg: Message<u16> = Message {
+            header: Header {
+                network: 42,
+                txid,
+                sender: writer,
+            },
+            body: Body::Store { record },
+        };
+        let n = wire::encode(&msg, &mut buf).unwrap();
+        assert_eq!(x.handle_input(now, 10, &buf[..n]), Ok(()));
+        let mut given = Vec::new();
+        let mut acks = 0;
+        while let Some(t) = x.poll_transmit(&mut buf) {
+            match wire::decode::<u16>(&buf[..t.len], 42).unwrap().body {
+                Body::GiveValue { record } => {
+                    assert_eq!(record.value.as_slice(), value);
+                    given.push(t.destination);
+                }
+                Body::StoreAck { .. } => acks += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(acks, 1, "every STORE is acknowledged");
+        given.sort();
+        given
+    };
+    let first = store(&mut x, 1, b"old");
+    let second = store(&mut x, 2, b"new");
+    (first, second)
+}
+
+#[test]
+fn only_the_closest_holder_forwards_a_changed_value_and_only_when_managed() {
+    let mut near = Key::ZERO;
+    near.0[31] = 1;
+    let mut far = Key([0xFF; 32]);
+    far.0[31] = 0x40;
+    // Closest known holder, managed: a new record stays put, a changed one
+    // goes to the rest of the replica set except the node it came from.
+    assert_eq!(
+        hand_offs_after_two_stores(managed().maintenance, near),
+        (vec![], vec![11, 12])
+    );
+    // Not the closest known holder: the closest one forwards, not this one.
+    assert_eq!(
+        hand_offs_after_two_stores(managed().maintenance, far),
+        (vec![], vec![])
+    );
+    // Classic Kademlia: no hand-offs at all.
+    assert_eq!(
+        hand_offs_after_two_stores(Maintenance::Off, near),
+        (vec![], vec![])
+    );
 }

@@ -5,8 +5,8 @@ mod common;
 use common::{Net, node_id};
 use microkad::wire::{self, Body, DecodeError, Header, Message};
 use microkad::{
-    CommandError, Config, Event, InputError, Instant, Key, LookupKind, Maintenance, Record,
-    StoreStatus, Termination, Ttl,
+    CommandError, Config, Duration, Event, InputError, Instant, Key, LookupKind, Maintenance, Peer,
+    Record, StoreStatus, Termination, Ttl,
 };
 
 fn config() -> Config {
@@ -214,7 +214,7 @@ fn lookup_through_silent_peers_finishes_by_timeouts() {
 #[test]
 fn lookup_deadline_ends_a_lookup() {
     let cfg = Config {
-        lookup_timeout: microkad::Duration::from_millis(500),
+        lookup_timeout: Duration::from_millis(500),
         ..config()
     };
     let mut net = Net::new(6, cfg);
@@ -476,9 +476,9 @@ fn records_expire() {
     net.nodes[0].put_local(now, &record);
     assert_eq!(
         net.nodes[0].poll_timeout(),
-        Some(now + microkad::Duration::from_secs(5))
+        Some(now + Duration::from_secs(5))
     );
-    net.nodes[0].handle_timeout(now + microkad::Duration::from_secs(5));
+    net.nodes[0].handle_timeout(now + Duration::from_secs(5));
     assert!(net.nodes[0].get_local(&record.key).is_none());
     assert_eq!(microkad::Store::len(net.nodes[0].store()), 0);
     assert_eq!(net.nodes[0].poll_timeout(), None);
@@ -604,4 +604,210 @@ fn a_promoted_replacement_must_answer_before_it_counts() {
             .count();
         assert_eq!(unresponsive, usize::from(!answer));
     }
+}
+
+/// A node at `node_id(0)` whose `n` contacts, at addresses 1..=n with ids
+/// `node_id(address)`, are played by the test.
+fn scripted(n: u16, cfg: Config) -> common::TestNode {
+    let now = Instant::from_millis(1_000);
+    let mut node = common::TestNode::new(cfg, node_id(0), 7, now);
+    for i in 1..=n {
+        node.add_contact(now, Peer::new(node_id(i), i));
+    }
+    node
+}
+
+/// Every datagram the node has to send now, decoded.
+fn sent(node: &mut common::TestNode) -> Vec<(u16, Message<u16>)> {
+    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
+    let mut out = Vec::new();
+    while let Some(t) = node.poll_transmit(&mut buf) {
+        out.push((t.destination, wire::decode(&buf[..t.len], 42).unwrap()));
+    }
+    out
+}
+
+/// Answers request `txid` as the peer at address `from`.
+fn answer(
+    node: &mut common::TestNode,
+    from: u16,
+    txid: u32,
+    body: Body<u16>,
+) -> Result<(), InputError> {
+    let now = node.now();
+    node.handle_input(now, from, &datagram(node_id(from), txid, 42, body))
+}
+
+/// Runs a put on a scripted node until its STOREs are out: every FIND_NODE
+/// is answered with an empty NODES, after timer calls at once and just short
+/// of its deadline. Returns the STOREs (address, txid), marked at `now()`.
+fn put_until_stores(node: &mut common::TestNode, record: &Record) -> Vec<(u16, u32)> {
+    node.put(node.now(), record.clone()).unwrap();
+    loop {
+        let requests = sent(node);
+        assert!(!requests.is_empty(), "the put stalled");
+        let stores: Vec<(u16, u32)> = requests
+            .iter()
+            .filter(|(_, m)| matches!(&m.body, Body::Store { record: r } if r == record))
+            .map(|(to, m)| (*to, m.header.txid))
+            .collect();
+        if !stores.is_empty() {
+            assert_eq!(stores.len(), requests.len(), "STOREs come last");
+            return stores;
+        }
+        // Early and repeated timer calls are harmless.
+        node.handle_timeout(node.now());
+        node.handle_timeout(node.now() + almost_a_request_timeout());
+        for (to, msg) in requests {
+            assert!(matches!(msg.body, Body::FindNode { .. }), "{msg:?}");
+            let empty = Body::Nodes {
+                contacts: heapless::Vec::new(),
+            };
+            assert_eq!(answer(node, to, msg.header.txid, empty), Ok(()));
+        }
+    }
+}
+
+fn almost_a_request_timeout() -> Duration {
+    Duration::from_millis(config().request_timeout.as_millis() - 1)
+}
+
+#[test]
+fn early_timer_calls_fail_no_request() {
+    let mut node = scripted(4, config());
+    let record = Record::new(Key::hash(b"v"), b"v", Ttl::Never).unwrap();
+    let stores = put_until_stores(&mut node, &record);
+    // Fewer contacts than replicas: every one is asked to store.
+    assert_eq!(stores.len(), 4);
+    node.handle_timeout(node.now());
+    node.handle_timeout(node.now() + almost_a_request_timeout());
+    for (to, txid) in stores {
+        let ack = Body::StoreAck {
+            status: StoreStatus::Stored,
+        };
+        assert_eq!(answer(&mut node, to, txid, ack), Ok(()));
+    }
+    let Some(Event::PutFinished {
+        stored,
+        attempted,
+        termination,
+        stats,
+        ..
+    }) = node.poll_event()
+    else {
+        panic!("the put did not finish")
+    };
+    assert_eq!(
+        (stored, attempted, termination),
+        (4, 4, Termination::Converged)
+    );
+    assert_eq!(stats.timeouts, 0);
+    assert_eq!(node.metrics().timeouts, 0);
+}
+
+#[test]
+fn a_silent_replica_fails_at_the_request_timeout() {
+    let mut node = scripted(4, config());
+    let start = node.now();
+    let record = Record::new(Key::hash(b"v"), b"v", Ttl::Never).unwrap();
+    let stores = put_until_stores(&mut node, &record);
+    let marked_at = node.now();
+    let (silent, _) = stores[3];
+    for &(to, txid) in &stores[..3] {
+        let ack = Body::StoreAck {
+            status: StoreStatus::Stored,
+        };
+        assert_eq!(answer(&mut node, to, txid, ack), Ok(()));
+    }
+    assert!(node.poll_event().is_none(), "one STORE is still out");
+    let deadline = marked_at + config().request_timeout;
+    assert_eq!(node.poll_timeout(), Some(deadline));
+    node.handle_timeout(deadline);
+    let Some(Event::PutFinished {
+        stored,
+        attempted,
+        termination,
+        stats,
+        ..
+    }) = node.poll_event()
+    else {
+        panic!("the put did not finish at the request timeout")
+    };
+    assert_eq!(
+        (stored, attempted, termination),
+        (3, 4, Termination::Converged)
+    );
+    assert_eq!(stats.timeouts, 1);
+    assert_eq!(node.metrics().timeouts, 1);
+    assert!(node.now().saturating_since(start) < config().lookup_timeout);
+    let failures = node.routing_table().get(&node_id(silent)).unwrap().failures;
+    assert_eq!(failures, 1, "the silent replica is marked");
+}
+
+#[test]
+fn the_clock_never_runs_back_and_every_datagram_is_counted() {
+    let cfg = Config {
+        request_timeout: Duration::from_millis(1_234),
+        ..config()
+    };
+    let t0 = Instant::from_millis(5_000);
+    let mut node = common::TestNode::new(cfg, node_id(0), 1, t0);
+    assert_eq!(node.config().network_id, 42);
+    assert_eq!(node.config().request_timeout, Duration::from_millis(1_234));
+    assert_eq!(node.now(), t0);
+    let ping = datagram(node_id(1), 7, 42, Body::Ping);
+    let later = t0 + Duration::from_millis(10);
+    assert_eq!(node.handle_input(later, 1, &ping), Ok(()));
+    assert_eq!(node.now(), later);
+    // An earlier reading of the embedder's clock does not move the node back.
+    assert_eq!(
+        node.handle_input(t0, 1, &[]),
+        Err(InputError::Decode(DecodeError::Empty))
+    );
+    assert_eq!(node.now(), later);
+    node.handle_timeout(t0);
+    assert_eq!(node.now(), later);
+    let m = node.metrics();
+    assert_eq!((m.datagrams_in, m.bytes_in), (2, ping.len() as u64));
+}
+
+#[test]
+fn a_store_is_refused_whole_while_the_reply_queue_is_full() {
+    let mut node = scripted(0, config());
+    // PINGs whose PONGs are not collected fill the outbound queue.
+    for txid in 0..microkad::node::OUTBOUND_CAPACITY as u32 {
+        let ping = datagram(node_id(1), txid, 42, Body::Ping);
+        assert_eq!(node.handle_input(node.now(), 1, &ping), Ok(()));
+    }
+    let record = Record::new(Key::hash(b"k"), b"v", Ttl::Never).unwrap();
+    let store = Body::Store {
+        record: record.clone(),
+    };
+    assert_eq!(
+        answer(&mut node, 1, 99, store.clone()),
+        Err(InputError::Overloaded)
+    );
+    assert_eq!(node.metrics().overloaded, 1);
+    assert!(
+        node.get_local(&record.key).is_none(),
+        "no trace of the STORE"
+    );
+    // Once the queue drains, the retry is stored and acknowledged.
+    assert_eq!(sent(&mut node).len(), microkad::node::OUTBOUND_CAPACITY);
+    assert_eq!(answer(&mut node, 1, 100, store), Ok(()));
+    assert!(node.get_local(&record.key).is_some());
+    let replies = sent(&mut node);
+    assert!(matches!(
+        replies[..],
+        [(
+            1,
+            Message {
+                body: Body::StoreAck {
+                    status: StoreStatus::Stored
+                },
+                ..
+            }
+        )]
+    ));
+    assert_eq!(node.metrics().overloaded, 1);
 }
