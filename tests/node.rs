@@ -811,3 +811,44 @@ fn a_store_is_refused_whole_while_the_reply_queue_is_full() {
     ));
     assert_eq!(node.metrics().overloaded, 1);
 }
+
+#[test]
+fn a_put_out_of_time_sends_no_store() {
+    let cfg = Config {
+        lookup_timeout: Duration::from_millis(500),
+        ..config()
+    };
+    let mut node = scripted(4, cfg);
+    let start = node.now();
+    let record = Record::new(Key::hash(b"late"), b"v", Ttl::Never).unwrap();
+    node.put(start, record).unwrap();
+    // One peer answers; the others stay silent past the lookup's deadline.
+    let requests = sent(&mut node);
+    let (to, msg) = &requests[0];
+    let empty = Body::Nodes {
+        contacts: heapless::Vec::new(),
+    };
+    assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+    let deadline = start + Duration::from_millis(500);
+    assert!(node.poll_timeout().is_some_and(|t| t <= deadline));
+    node.handle_timeout(deadline);
+    let late = sent(&mut node);
+    assert!(
+        late.iter()
+            .all(|(_, m)| !matches!(m.body, Body::Store { .. })),
+        "no STORE after the lookup's deadline: {late:?}"
+    );
+    let Some(Event::PutFinished {
+        stored,
+        attempted,
+        termination,
+        ..
+    }) = node.poll_event()
+    else {
+        panic!("the put did not end at its deadline")
+    };
+    assert_eq!(
+        (stored, attempted, termination),
+        (0, 0, Termination::Deadline)
+    );
+}

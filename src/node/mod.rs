@@ -463,11 +463,9 @@ impl<
                         lookup.pending = lookup.pending.saturating_sub(1);
                     }
                 }
-                if lookup.phase == Phase::Storing {
-                    lookup.phase = Phase::Finished(Termination::Deadline);
-                } else {
-                    self.finish_search(li, Termination::Deadline);
-                }
+                // Whatever the phase: a put out of time sends no STOREs
+                // (`lookup_timeout` bounds the whole lookup and its STOREs).
+                lookup.phase = Phase::Finished(Termination::Deadline);
             }
             self.advance(li);
         }
