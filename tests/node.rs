@@ -3,10 +3,11 @@
 mod common;
 
 use common::{Net, node_id};
+use microkad::routing::InsertOutcome;
 use microkad::wire::{self, Body, DecodeError, Header, Message};
 use microkad::{
     CommandError, Config, Duration, Event, InputError, Instant, Key, LookupKind, Maintenance, Peer,
-    Record, StoreStatus, Termination, Ttl,
+    Record, RemovalReason, StoreStatus, Termination, Ttl,
 };
 
 fn config() -> Config {
@@ -850,5 +851,209 @@ fn a_put_out_of_time_sends_no_store() {
     assert_eq!(
         (stored, attempted, termination),
         (0, 0, Termination::Deadline)
+    );
+}
+
+#[test]
+fn an_unreachable_peer_fails_at_once_and_only_its_own_requests() {
+    let mut node = scripted(4, config());
+    node.find_node(node.now(), Key::hash(b"t")).unwrap();
+    let first = sent(&mut node);
+    assert_eq!(first.len(), 3, "alpha requests");
+    // Nobody at that address was asked: nothing happens.
+    node.handle_unreachable(node.now(), &99);
+    assert_eq!(node.metrics().timeouts, 0);
+    assert!(sent(&mut node).is_empty());
+    let (gone, gone_request) = &first[1];
+    node.handle_unreachable(node.now(), gone);
+    assert_eq!(node.metrics().timeouts, 1);
+    let failures = node.routing_table().get(&node_id(*gone)).unwrap().failures;
+    assert_eq!(failures, 1);
+    // The other requests are still open.
+    for (to, msg) in first.iter().filter(|(to, _)| to != gone) {
+        let empty = Body::Nodes {
+            contacts: heapless::Vec::new(),
+        };
+        assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+    }
+    let empty = Body::Nodes {
+        contacts: heapless::Vec::new(),
+    };
+    assert_eq!(
+        answer(&mut node, *gone, gone_request.header.txid, empty),
+        Err(InputError::Late)
+    );
+    assert_eq!(node.metrics().timeouts, 1);
+}
+
+#[test]
+fn an_unreachable_seed_fails_at_once() {
+    let mut node = scripted(0, config());
+    node.bootstrap(node.now(), &[1, 2]).unwrap();
+    let pings = sent(&mut node);
+    assert_eq!(pings.len(), 2);
+    node.handle_timeout(node.now());
+    assert_eq!(node.metrics().timeouts, 0);
+    node.handle_unreachable(node.now(), &2);
+    assert_eq!(node.metrics().timeouts, 1);
+    let txid = |to: u16| pings.iter().find(|(a, _)| *a == to).unwrap().1.header.txid;
+    assert_eq!(answer(&mut node, 1, txid(1), Body::Pong), Ok(()));
+    // Both seeds are settled, so the join goes on through the one that answered.
+    let next = sent(&mut node);
+    assert!(
+        !next.is_empty()
+            && next
+                .iter()
+                .all(|(to, m)| *to == 1 && matches!(m.body, Body::FindNode { .. })),
+        "{next:?}"
+    );
+    assert_eq!(
+        answer(&mut node, 2, txid(2), Body::Pong),
+        Err(InputError::Unsolicited)
+    );
+}
+
+/// Answers every FIND_NODE of a scripted node with an empty NODES until the
+/// node reports an event.
+fn answer_until_event(node: &mut common::TestNode) -> common::TestEvent {
+    loop {
+        if let Some(e) = node.poll_event() {
+            return e;
+        }
+        let requests = sent(node);
+        assert!(!requests.is_empty(), "stalled without an event");
+        for (to, msg) in requests {
+            assert!(matches!(msg.body, Body::FindNode { .. }), "{msg:?}");
+            let empty = Body::Nodes {
+                contacts: heapless::Vec::new(),
+            };
+            assert_eq!(answer(node, to, msg.header.txid, empty), Ok(()));
+        }
+    }
+}
+
+#[test]
+fn a_silent_seed_times_out_and_the_join_goes_on_through_the_other() {
+    let mut node = scripted(0, config());
+    let start = node.now();
+    let q = node.bootstrap(start, &[1, 2]).unwrap();
+    let pings = sent(&mut node);
+    let txid = pings.iter().find(|(a, _)| *a == 1).unwrap().1.header.txid;
+    assert_eq!(answer(&mut node, 1, txid, Body::Pong), Ok(()));
+    // Seed 2 is silent: nothing moves until its request times out.
+    node.handle_timeout(start + almost_a_request_timeout());
+    assert!(sent(&mut node).is_empty());
+    assert_eq!(node.metrics().timeouts, 0);
+    let deadline = start + config().request_timeout;
+    assert_eq!(node.poll_timeout(), Some(deadline));
+    node.handle_timeout(deadline);
+    assert_eq!(node.metrics().timeouts, 1);
+    let Event::Bootstrapped {
+        query,
+        contacts,
+        termination,
+        stats,
+    } = answer_until_event(&mut node)
+    else {
+        panic!("not a bootstrap event")
+    };
+    assert_eq!((query, contacts), (q, 1));
+    assert_ne!(termination, Termination::Deadline);
+    assert_eq!(stats.timeouts, 1);
+    assert!(node.routing_table().contains(&node_id(1)));
+    assert_eq!(node.metrics().lookups_finished, 1);
+}
+
+#[test]
+fn bootstrap_takes_at_most_max_seeds_at_a_time() {
+    use microkad::node::MAX_SEEDS;
+    let mut node = scripted(0, config());
+    let now = node.now();
+    let seeds: Vec<u16> = (1..=MAX_SEEDS as u16 + 1).collect();
+    assert_eq!(node.bootstrap(now, &seeds), Err(CommandError::TooManySeeds));
+    // Exactly MAX_SEEDS seeds may be out at once, over several joins.
+    assert!(node.bootstrap(now, &seeds[..MAX_SEEDS / 2]).is_ok());
+    assert!(
+        node.bootstrap(now, &seeds[MAX_SEEDS / 2..MAX_SEEDS])
+            .is_ok()
+    );
+    assert_eq!(
+        node.bootstrap(now, &seeds[MAX_SEEDS..]),
+        Err(CommandError::Busy)
+    );
+    assert_eq!(sent(&mut node).len(), MAX_SEEDS);
+    // Or all in one.
+    let mut node = scripted(0, config());
+    assert!(node.bootstrap(now, &seeds[..MAX_SEEDS]).is_ok());
+    assert_eq!(sent(&mut node).len(), MAX_SEEDS);
+}
+
+#[test]
+fn an_unanswered_eviction_probe_evicts_the_oldest_contact() {
+    let start = Instant::from_millis(1_000);
+    let mut node = common::TestNode::new(config(), Key::ZERO, 7, start);
+    // A full bucket: four contacts whose ids differ from ours in the first bit.
+    for i in 0..4u16 {
+        let mut id = Key([0xFF; 32]);
+        id.0[31] = i as u8;
+        node.add_contact(start, Peer::new(id, 10 + i));
+    }
+    let mut newcomer = Key::ZERO;
+    newcomer.0[0] = 0x80;
+    // Long after the bucket was last heard from, a newcomer for it turns up.
+    let later = start + config().ping_oldest_after;
+    let outcome = node.add_contact(later, Peer::new(newcomer, 20));
+    assert!(
+        matches!(outcome, InsertOutcome::Pending { .. }),
+        "{outcome:?}"
+    );
+    let out = sent(&mut node);
+    let probed: Vec<u16> = out
+        .iter()
+        .filter(|(_, m)| matches!(m.body, Body::Ping))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(probed, [10], "the oldest contact is pinged");
+    assert!(!node.routing_table().contains(&newcomer));
+    node.handle_timeout(later + almost_a_request_timeout());
+    assert_eq!(node.metrics().timeouts, 0);
+    node.handle_timeout(later + config().request_timeout);
+    assert_eq!(node.metrics().timeouts, 1);
+    let Some(Event::ContactRemoved { peer, reason, .. }) = node.poll_event() else {
+        panic!("no contact removed")
+    };
+    assert_eq!((peer.addr, reason), (10, RemovalReason::Unresponsive));
+    assert!(!node.routing_table().contains(&peer.id));
+}
+
+#[test]
+fn a_message_too_large_for_the_buffer_is_dropped_and_counted() {
+    let mut node = scripted(0, config());
+    assert_eq!(answer(&mut node, 1, 5, Body::Ping), Ok(()));
+    let mut tiny = [0u8; 4];
+    assert!(node.poll_transmit(&mut tiny).is_none());
+    assert_eq!(node.metrics().encode_failures, 1);
+    assert_eq!(node.metrics().datagrams_out, 0);
+    assert!(sent(&mut node).is_empty(), "the PONG is gone");
+}
+
+#[test]
+fn a_seed_answer_moves_its_own_join_not_another_lookup() {
+    let mut node = scripted(2, config());
+    let now = node.now();
+    node.find_node(now, Key::hash(b"elsewhere")).unwrap();
+    node.bootstrap(now, &[3]).unwrap();
+    let first = sent(&mut node);
+    let ping = first
+        .iter()
+        .find(|(to, m)| *to == 3 && matches!(m.body, Body::Ping))
+        .expect("the seed is pinged");
+    assert_eq!(answer(&mut node, 3, ping.1.header.txid, Body::Pong), Ok(()));
+    // The join's own search starts: it looks up this node's id.
+    let next = sent(&mut node);
+    assert!(
+        next.iter()
+            .any(|(_, m)| matches!(m.body, Body::FindNode { target } if target == node_id(0))),
+        "{next:?}"
     );
 }
