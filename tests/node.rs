@@ -540,35 +540,24 @@ fn a_promoted_replacement_must_answer_before_it_counts() {
     };
     let (oldest, cached) = (in_bucket_0(1), in_bucket_0(2));
     let timeout = config().request_timeout;
-    let mut buf = [0u8; 2048];
-    let sent = |node: &mut OneSlot, buf: &mut [u8]| {
-        let mut out = Vec::new();
-        while let Some(t) = node.poll_transmit(buf) {
-            out.push((
-                t.destination,
-                wire::decode::<u16>(&buf[..t.len], 42).unwrap(),
-            ));
-        }
-        out
-    };
 
     for answer in [false, true] {
         let mut node = OneSlot::new(config(), me, 7, Instant::ZERO);
         let t0 = Instant::ZERO;
         node.handle_input(t0, 1, &datagram(oldest, 10, 42, Body::Ping))
             .unwrap();
-        sent(&mut node, &mut buf);
+        sent(&mut node);
         // The bucket is full, but `oldest` was just heard: `cached` waits in
         // the replacement cache and nobody is pinged.
         node.handle_input(t0, 2, &datagram(cached, 11, 42, Body::Ping))
             .unwrap();
-        let out = sent(&mut node, &mut buf);
+        let out = sent(&mut node);
         assert!(!out.iter().any(|(_, m)| matches!(m.body, Body::Ping)));
         // Once `oldest` has been silent long enough, the next arrival checks it.
         let t0 = t0 + config().ping_oldest_after;
         node.handle_input(t0, 2, &datagram(cached, 12, 42, Body::Ping))
             .unwrap();
-        let out = sent(&mut node, &mut buf);
+        let out = sent(&mut node);
         assert!(
             out.iter()
                 .any(|(to, m)| *to == 1 && matches!(m.body, Body::Ping)),
@@ -581,7 +570,7 @@ fn a_promoted_replacement_must_answer_before_it_counts() {
         node.handle_timeout(t1);
         assert!(!node.routing_table().contains(&oldest));
         assert!(node.routing_table().contains(&cached));
-        let out = sent(&mut node, &mut buf);
+        let out = sent(&mut node);
         let verify = out
             .iter()
             .find(|(to, m)| *to == 2 && matches!(m.body, Body::Ping))
@@ -619,7 +608,16 @@ fn scripted(n: u16, cfg: Config) -> common::TestNode {
 }
 
 /// Every datagram the node has to send now, decoded.
-fn sent(node: &mut common::TestNode) -> Vec<(u16, Message<u16>)> {
+fn sent<
+    S: microkad::Store,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize,
+>(
+    node: &mut microkad::Node<u16, S, K, B, L, C, I>,
+) -> Vec<(u16, Message<u16>)> {
     let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
     let mut out = Vec::new();
     while let Some(t) = node.poll_transmit(&mut buf) {
@@ -784,11 +782,17 @@ fn a_store_is_refused_whole_while_the_reply_queue_is_full() {
     let store = Body::Store {
         record: record.clone(),
     };
+    assert_eq!(node.metrics().requests_served, 8);
+    assert_eq!(
+        answer(&mut node, 1, 98, Body::Ping),
+        Err(InputError::Overloaded)
+    );
     assert_eq!(
         answer(&mut node, 1, 99, store.clone()),
         Err(InputError::Overloaded)
     );
-    assert_eq!(node.metrics().overloaded, 1);
+    assert_eq!(node.metrics().overloaded, 2);
+    assert_eq!(node.metrics().requests_served, 8);
     assert!(
         node.get_local(&record.key).is_none(),
         "no trace of the STORE"
@@ -810,7 +814,7 @@ fn a_store_is_refused_whole_while_the_reply_queue_is_full() {
             }
         )]
     ));
-    assert_eq!(node.metrics().overloaded, 1);
+    assert_eq!(node.metrics().overloaded, 2);
 }
 
 #[test]
@@ -833,6 +837,16 @@ fn a_put_out_of_time_sends_no_store() {
     let deadline = start + Duration::from_millis(500);
     assert!(node.poll_timeout().is_some_and(|t| t <= deadline));
     node.handle_timeout(deadline);
+    // An answer after the deadline, before the event is collected, is late.
+    let (slow, slow_request) = &requests[1];
+    let empty = Body::Nodes {
+        contacts: heapless::Vec::new(),
+    };
+    assert_eq!(
+        answer(&mut node, *slow, slow_request.header.txid, empty),
+        Err(InputError::Late)
+    );
+    assert_eq!(node.metrics().late, 1);
     let late = sent(&mut node);
     assert!(
         late.iter()
@@ -884,6 +898,7 @@ fn an_unreachable_peer_fails_at_once_and_only_its_own_requests() {
         Err(InputError::Late)
     );
     assert_eq!(node.metrics().timeouts, 1);
+    assert_eq!(node.metrics().late, 1);
 }
 
 #[test]
@@ -1056,4 +1071,210 @@ fn a_seed_answer_moves_its_own_join_not_another_lookup() {
             .any(|(_, m)| matches!(m.body, Body::FindNode { target } if target == node_id(0))),
         "{next:?}"
     );
+}
+
+#[test]
+fn an_unverified_put_stores_on_the_closest_heard_of_asked_or_not() {
+    let cfg = Config {
+        lookup_end: microkad::LookupEnd::Unverified,
+        ..config()
+    };
+    let mut node = scripted(4, cfg);
+    let record = Record::new(Key::hash(b"v"), b"v", Ttl::Never).unwrap();
+    node.put(node.now(), record.clone()).unwrap();
+    let mut asked = Vec::new();
+    let stores = loop {
+        let requests = sent(&mut node);
+        assert!(!requests.is_empty(), "the put stalled");
+        if matches!(requests[0].1.body, Body::Store { .. }) {
+            break requests;
+        }
+        for (to, msg) in requests {
+            asked.push(to);
+            let empty = Body::Nodes {
+                contacts: heapless::Vec::new(),
+            };
+            assert_eq!(answer(&mut node, to, msg.header.txid, empty), Ok(()));
+        }
+    };
+    // Three answers without progress end the search before the fourth
+    // contact is asked; py-dht's rule stores on it all the same.
+    assert_eq!(asked.len(), 3);
+    let mut stored_on: Vec<u16> = stores.iter().map(|(to, _)| *to).collect();
+    stored_on.sort();
+    assert_eq!(stored_on, [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_known_id_from_another_address_is_a_conflict() {
+    let mut node = scripted(2, config());
+    let spoofed = datagram(node_id(1), 5, 42, Body::Ping);
+    assert_eq!(node.handle_input(node.now(), 9, &spoofed), Ok(()));
+    assert_eq!(node.metrics().address_conflicts, 1);
+    let kept = node.routing_table().get(&node_id(1)).unwrap();
+    assert_eq!(kept.peer.addr, 1, "a live contact keeps its address");
+    assert_eq!(node.routing_table().len(), 2);
+}
+
+/// A node at the zero id with a full bucket of four contacts (addresses 10
+/// to 13, 10 the oldest), all silent for `ping_oldest_after`, and `queued`
+/// PONGs waiting in its reply queue; then a newcomer for that bucket turns
+/// up. Returns the node and the PINGs it sends (address, txid).
+fn newcomer_for_a_stale_full_bucket(
+    cfg: Config,
+    queued: u32,
+) -> (common::TestNode, Vec<(u16, u32)>) {
+    let start = Instant::from_millis(1_000);
+    let mut node = common::TestNode::new(cfg.clone(), Key::ZERO, 7, start);
+    // Ids whose first bit differs from ours share bucket 0.
+    for i in 0..4u16 {
+        let mut id = Key([0xFF; 32]);
+        id.0[31] = i as u8;
+        node.add_contact(start, Peer::new(id, 10 + i));
+    }
+    let later = start + cfg.ping_oldest_after;
+    for txid in 0..queued {
+        let ping = datagram(node_id(1), txid, 42, Body::Ping);
+        assert_eq!(node.handle_input(later, 1, &ping), Ok(()));
+    }
+    let mut newcomer = Key::ZERO;
+    newcomer.0[0] = 0x80;
+    let outcome = node.add_contact(later, Peer::new(newcomer, 20));
+    assert!(
+        matches!(outcome, InsertOutcome::Pending { .. }),
+        "{outcome:?}"
+    );
+    let pinged = sent(&mut node)
+        .into_iter()
+        .filter(|(_, m)| matches!(m.body, Body::Ping))
+        .map(|(to, m)| (to, m.header.txid))
+        .collect();
+    (node, pinged)
+}
+
+#[test]
+fn ping_before_evict_keeps_a_slot_for_a_reply_and_is_off_under_managed_connections() {
+    let capacity = microkad::node::OUTBOUND_CAPACITY as u32;
+    // Room for the probe and one reply after it: the oldest is pinged.
+    let (node, pinged) = newcomer_for_a_stale_full_bucket(config(), capacity - 2);
+    assert!(matches!(pinged[..], [(10, _)]), "{pinged:?}");
+    assert_eq!(node.metrics().probes_skipped, 0);
+    // Only room for one more datagram: the probe is skipped and counted.
+    let (node, pinged) = newcomer_for_a_stale_full_bucket(config(), capacity - 1);
+    assert!(pinged.is_empty());
+    assert_eq!(node.metrics().probes_skipped, 1);
+    // Managed connections watch every contact with keepalives already.
+    let managed = Config {
+        maintenance: Maintenance::MANAGED,
+        ..config()
+    };
+    let (node, pinged) = newcomer_for_a_stale_full_bucket(managed, 0);
+    assert!(pinged.is_empty());
+    assert_eq!(node.metrics().probes_skipped, 0);
+}
+
+#[test]
+fn answers_to_probes_and_seeds_are_checked_and_counted() {
+    // A probe: the oldest contact (address 10, id ...FF00) is pinged.
+    let (mut node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
+    let [(10, probe_txid)] = pinged[..] else {
+        panic!("{pinged:?}")
+    };
+    let mut oldest = Key([0xFF; 32]);
+    oldest.0[31] = 0;
+    let now = node.now();
+    let pong = datagram(oldest, probe_txid, 42, Body::Pong);
+    assert_eq!(
+        node.handle_input(now, 11, &pong),
+        Err(InputError::Mismatched),
+        "right id, wrong address"
+    );
+    let nodes = datagram(
+        oldest,
+        probe_txid,
+        42,
+        Body::Nodes {
+            contacts: heapless::Vec::new(),
+        },
+    );
+    assert_eq!(
+        node.handle_input(now, 10, &nodes),
+        Err(InputError::UnexpectedResponse)
+    );
+    let m = *node.metrics();
+    assert_eq!((m.mismatched, m.unexpected_response), (1, 1));
+    assert_eq!(node.handle_input(now, 10, &pong), Ok(()));
+    assert!(
+        node.routing_table().contains(&oldest),
+        "the oldest answered"
+    );
+
+    // A seed.
+    let mut node = scripted(0, config());
+    node.bootstrap(node.now(), &[1]).unwrap();
+    let pings = sent(&mut node);
+    let seed_txid = pings[0].1.header.txid;
+    assert_eq!(
+        answer(&mut node, 2, seed_txid, Body::Pong),
+        Err(InputError::Mismatched),
+        "the seed's txid from another address"
+    );
+    assert_eq!(
+        answer(&mut node, 1, seed_txid.wrapping_add(1), Body::Pong),
+        Err(InputError::Unsolicited),
+        "another txid from the seed's address"
+    );
+    let nodes = Body::Nodes {
+        contacts: heapless::Vec::new(),
+    };
+    assert_eq!(
+        answer(&mut node, 1, seed_txid, nodes),
+        Err(InputError::UnexpectedResponse)
+    );
+    let m = *node.metrics();
+    assert_eq!(
+        (m.mismatched, m.unsolicited, m.unexpected_response),
+        (1, 1, 1)
+    );
+    assert!(node.routing_table().is_empty(), "no answer was taken");
+    assert_eq!(answer(&mut node, 1, seed_txid, Body::Pong), Ok(()));
+    assert!(node.routing_table().contains(&node_id(1)));
+}
+
+#[test]
+fn an_answer_to_a_finished_lookup_is_late_once_then_unsolicited() {
+    let cfg = Config {
+        lookup_timeout: Duration::from_millis(500),
+        ..config()
+    };
+    let mut node = scripted(4, cfg);
+    let q = node.find_node(node.now(), Key::hash(b"t")).unwrap();
+    let requests = sent(&mut node);
+    // The lookup runs out of time with its requests out, and its event is
+    // collected.
+    node.handle_timeout(node.now() + Duration::from_millis(500));
+    let Some(Event::FoundNodes {
+        query, termination, ..
+    }) = node.poll_event()
+    else {
+        panic!("the lookup did not end")
+    };
+    assert_eq!((query, termination), (q, Termination::Deadline));
+    let (to, msg) = &requests[0];
+    let reply = datagram(
+        node_id(*to),
+        msg.header.txid,
+        42,
+        Body::Nodes {
+            contacts: heapless::Vec::new(),
+        },
+    );
+    let now = node.now();
+    assert_eq!(node.handle_input(now, *to, &reply), Err(InputError::Late));
+    assert_eq!(
+        node.handle_input(now, *to, &reply),
+        Err(InputError::Unsolicited)
+    );
+    let m = *node.metrics();
+    assert_eq!((m.late, m.unsolicited), (1, 1));
 }
