@@ -1278,3 +1278,51 @@ fn an_answer_to_a_finished_lookup_is_late_once_then_unsolicited() {
     let m = *node.metrics();
     assert_eq!((m.late, m.unsolicited), (1, 1));
 }
+
+#[test]
+fn a_value_answer_to_a_node_lookup_is_unexpected() {
+    let mut node = scripted(4, config());
+    node.find_node(node.now(), Key::hash(b"t")).unwrap();
+    let requests = sent(&mut node);
+    let (to, msg) = &requests[0];
+    let record = Record::new(Key::hash(b"t"), b"v", Ttl::Never).unwrap();
+    assert_eq!(
+        answer(&mut node, *to, msg.header.txid, Body::Value { record }),
+        Err(InputError::UnexpectedResponse)
+    );
+    assert_eq!(node.metrics().unexpected_response, 1);
+    let empty = Body::Nodes {
+        contacts: heapless::Vec::new(),
+    };
+    assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+}
+
+#[test]
+fn an_answered_keepalive_hands_off_nothing() {
+    let cfg = Config {
+        maintenance: Maintenance::Managed {
+            keepalive_interval: Duration::from_secs(1),
+            max_missed: 3,
+        },
+        ..config()
+    };
+    let mut node = scripted(1, cfg);
+    // A record whose replica set holds the one contact, stored after the
+    // contact joined: the contact is owed nothing.
+    let record = Record::new(node_id(1), b"v", Ttl::Never).unwrap();
+    node.put_local(node.now(), &record);
+    let mut answered = 0;
+    for _ in 0..3 {
+        let due = node.poll_timeout().expect("keepalives are due");
+        node.handle_timeout(due);
+        for (to, msg) in sent(&mut node) {
+            assert!(matches!(msg.body, Body::Ping), "{msg:?}");
+            assert_eq!(answer(&mut node, to, msg.header.txid, Body::Pong), Ok(()));
+            answered += 1;
+        }
+        let after = sent(&mut node);
+        assert!(after.is_empty(), "{after:?}");
+    }
+    assert!(answered >= 1, "no keepalive was sent");
+    assert_eq!(node.metrics().values_handed_off, 0);
+}
