@@ -929,11 +929,12 @@ fn an_unreachable_seed_fails_at_once() {
 }
 
 /// Answers every FIND_NODE of a scripted node with an empty NODES until the
-/// node reports an event.
-fn answer_until_event(node: &mut common::TestNode) -> common::TestEvent {
+/// node reports an event; returns it and the number of requests answered.
+fn answer_until_event(node: &mut common::TestNode) -> (common::TestEvent, u32) {
+    let mut answered = 0;
     loop {
         if let Some(e) = node.poll_event() {
-            return e;
+            return (e, answered);
         }
         let requests = sent(node);
         assert!(!requests.is_empty(), "stalled without an event");
@@ -943,6 +944,7 @@ fn answer_until_event(node: &mut common::TestNode) -> common::TestEvent {
                 contacts: heapless::Vec::new(),
             };
             assert_eq!(answer(node, to, msg.header.txid, empty), Ok(()));
+            answered += 1;
         }
     }
 }
@@ -963,18 +965,21 @@ fn a_silent_seed_times_out_and_the_join_goes_on_through_the_other() {
     assert_eq!(node.poll_timeout(), Some(deadline));
     node.handle_timeout(deadline);
     assert_eq!(node.metrics().timeouts, 1);
+    let (event, find_nodes) = answer_until_event(&mut node);
     let Event::Bootstrapped {
         query,
         contacts,
         termination,
         stats,
-    } = answer_until_event(&mut node)
+    } = event
     else {
         panic!("not a bootstrap event")
     };
     assert_eq!((query, contacts), (q, 1));
     assert_ne!(termination, Termination::Deadline);
     assert_eq!(stats.timeouts, 1);
+    // Both seed PINGs count as the join's requests.
+    assert_eq!(u32::from(stats.requests), 2 + find_nodes);
     assert!(node.routing_table().contains(&node_id(1)));
     assert_eq!(node.metrics().lookups_finished, 1);
 }
