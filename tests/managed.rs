@@ -370,18 +370,8 @@ fn forged_leave_and_misplaced_give_value_are_ignored() {
     let mut x = Small::new(cfg, Key::ZERO, 1, now);
     let friend = microkad::Peer::new(Key::hash(b"friend"), 5u16);
     x.add_contact(now, friend.clone());
-    let mut buf = [0u8; 2048];
-    let mut send = |x: &mut Small, from: u16, sender: Key, body: Body<u16>| {
-        let msg = Message {
-            header: Header {
-                network: 42,
-                txid: 9,
-                sender,
-            },
-            body,
-        };
-        let n = wire::encode(&msg, &mut buf).unwrap();
-        x.handle_input(now, from, &buf[..n])
+    let send = |x: &mut Small, from: u16, sender: Key, body: Body<u16>| {
+        x.handle_input(now, from, &common::datagram(sender, 9, 42, body))
     };
     // A LEAVE in the friend's name from another address changes nothing.
     assert_eq!(send(&mut x, 6, friend.id, Body::Leave), Ok(()));
@@ -484,26 +474,17 @@ fn hand_offs_after_two_stores(maintenance: Maintenance, key: Key) -> (Vec<u16>, 
     // The writer is the contact at address 10.
     let mut writer = Key([0xFF; 32]);
     writer.0[31] = 0;
-    let mut buf = [0u8; 2048];
-    let mut store = |x: &mut common::TestNode, txid: u32, value: &[u8]| {
+    let store = |x: &mut common::TestNode, txid: u32, value: &[u8]| {
         let record = Record::new(key, value, Ttl::Never).unwrap();
-        let msg: Message<u16> = Message {
-            header: Header {
-                network: 42,
-                txid,
-                sender: writer,
-            },
-            body: Body::Store { record },
-        };
-        let n = wire::encode(&msg, &mut buf).unwrap();
-        assert_eq!(x.handle_input(now, 10, &buf[..n]), Ok(()));
+        let store = common::datagram(writer, txid, 42, Body::Store { record });
+        assert_eq!(x.handle_input(now, 10, &store), Ok(()));
         let mut given = Vec::new();
         let mut acks = 0;
-        while let Some(t) = x.poll_transmit(&mut buf) {
-            match wire::decode::<u16>(&buf[..t.len], 42).unwrap().body {
+        for (to, msg) in common::sent(x) {
+            match msg.body {
                 Body::GiveValue { record } => {
                     assert_eq!(record.value.as_slice(), value);
-                    given.push(t.destination);
+                    given.push(to);
                 }
                 Body::StoreAck { .. } => acks += 1,
                 other => panic!("unexpected {other:?}"),

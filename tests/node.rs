@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{Net, node_id};
+use common::{Net, datagram, node_id, sent};
 use microkad::routing::InsertOutcome;
-use microkad::wire::{self, Body, DecodeError, Header, Message};
+use microkad::wire::{self, Body, DecodeError, Message};
 use microkad::{
     CommandError, Config, Duration, Event, InputError, Instant, Key, LookupKind, Maintenance, Peer,
     Record, RemovalReason, StoreStatus, Termination, Ttl,
@@ -268,23 +268,6 @@ fn commands_report_busy_and_no_contacts() {
         .count();
     assert_eq!(done, 4);
     assert!(net.nodes[2].find_node(net.now, Key::hash(b"x")).is_ok());
-}
-
-fn datagram(sender: Key, txid: u32, network: u32, body: Body<u16>) -> Vec<u8> {
-    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
-    let n = wire::encode(
-        &Message {
-            header: Header {
-                network,
-                txid,
-                sender,
-            },
-            body,
-        },
-        &mut buf,
-    )
-    .unwrap();
-    buf[..n].to_vec()
 }
 
 #[test]
@@ -605,25 +588,6 @@ fn scripted(n: u16, cfg: Config) -> common::TestNode {
         node.add_contact(now, Peer::new(node_id(i), i));
     }
     node
-}
-
-/// Every datagram the node has to send now, decoded.
-fn sent<
-    S: microkad::Store,
-    const K: usize,
-    const B: usize,
-    const L: usize,
-    const C: usize,
-    const I: usize,
->(
-    node: &mut microkad::Node<u16, S, K, B, L, C, I>,
-) -> Vec<(u16, Message<u16>)> {
-    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
-    let mut out = Vec::new();
-    while let Some(t) = node.poll_transmit(&mut buf) {
-        out.push((t.destination, wire::decode(&buf[..t.len], 42).unwrap()));
-    }
-    out
 }
 
 /// Answers request `txid` as the peer at address `from`.

@@ -5,7 +5,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use microkad::{Config, Duration, Event, Instant, Key, MemoryStore, Node};
+use microkad::wire::{self, Body, Header, Message};
+use microkad::{Config, Duration, Event, Instant, Key, MemoryStore, Node, Store};
 
 pub type TestNode = Node<u16, MemoryStore<64, 256>, 4, 20, 4, 16, 4>;
 pub type TestEvent = Event<u16, 4>;
@@ -127,4 +128,41 @@ impl Net {
             );
         }
     }
+}
+
+/// A datagram from `sender` in network `network`, encoded.
+pub fn datagram(sender: Key, txid: u32, network: u32, body: Body<u16>) -> Vec<u8> {
+    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
+    let n = wire::encode(
+        &Message {
+            header: Header {
+                network,
+                txid,
+                sender,
+            },
+            body,
+        },
+        &mut buf,
+    )
+    .unwrap();
+    buf[..n].to_vec()
+}
+
+/// Every datagram the node has to send now, decoded (network 42).
+pub fn sent<
+    S: Store,
+    const K: usize,
+    const B: usize,
+    const L: usize,
+    const C: usize,
+    const I: usize,
+>(
+    node: &mut Node<u16, S, K, B, L, C, I>,
+) -> Vec<(u16, Message<u16>)> {
+    let mut buf = [0u8; <u16 as microkad::Address>::MAX_MESSAGE_LEN];
+    let mut out = Vec::new();
+    while let Some(t) = node.poll_transmit(&mut buf) {
+        out.push((t.destination, wire::decode(&buf[..t.len], 42).unwrap()));
+    }
+    out
 }
