@@ -425,6 +425,7 @@ fn a_leaving_node_takes_no_new_contacts() {
     let mut net = Net::new(6, managed());
     net.join_all_through_seed();
     let t = net.now;
+    assert!(!net.nodes[2].is_leaving());
     net.nodes[2].leave(t);
     let before = net.nodes[2].routing_table().len();
     let stranger = microkad::Peer::new(Key::hash(b"late joiner"), 5u16);

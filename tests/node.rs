@@ -1295,3 +1295,54 @@ fn an_answered_keepalive_hands_off_nothing() {
     assert!(answered >= 1, "no keepalive was sent");
     assert_eq!(node.metrics().values_handed_off, 0);
 }
+
+#[test]
+fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
+    let cfg = Config {
+        maintenance: Maintenance::Periodic {
+            refresh_interval: Duration::from_secs(3_600),
+            republish_interval: Duration::from_secs(1),
+        },
+        ..config()
+    };
+    let mut node = scripted(4, cfg);
+    let start = node.now();
+    let record = Record::new(Key::hash(b"kept"), b"v", Ttl::Never).unwrap();
+    node.put_local(start, &record);
+    // Every lookup slot is taken when the republish falls due.
+    for i in 0..4u8 {
+        node.find_node(start, Key::hash(&[i])).unwrap();
+    }
+    assert_eq!(node.find_node(start, Key::ZERO), Err(CommandError::Busy));
+    let mut requests = sent(&mut node);
+    let due = start + Duration::from_secs(1);
+    assert_eq!(node.poll_timeout(), Some(due));
+    node.handle_timeout(due);
+    assert_eq!(node.metrics().republished, 0, "no slot for it");
+    assert!(
+        node.poll_timeout().is_some_and(|t| t > due),
+        "a republish waiting for a slot does not make the node spin"
+    );
+    // The lookups end; the first free slot makes the republish due at once.
+    while !requests.is_empty() {
+        for (to, msg) in requests {
+            let empty = Body::Nodes {
+                contacts: heapless::Vec::new(),
+            };
+            assert_eq!(answer(&mut node, to, msg.header.txid, empty), Ok(()));
+        }
+        requests = sent(&mut node);
+    }
+    let found = core::iter::from_fn(|| node.poll_event())
+        .filter(|e| matches!(e, Event::FoundNodes { .. }))
+        .count();
+    assert_eq!(found, 4);
+    assert_eq!(node.poll_timeout(), Some(node.now()));
+    node.handle_timeout(node.now());
+    assert_eq!(node.metrics().republished, 1);
+    assert!(
+        sent(&mut node)
+            .iter()
+            .any(|(_, m)| matches!(m.body, Body::FindNode { target } if target == record.key))
+    );
+}
