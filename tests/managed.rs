@@ -523,3 +523,24 @@ fn only_the_closest_holder_forwards_a_changed_value_and_only_when_managed() {
         (vec![], vec![])
     );
 }
+
+#[test]
+fn a_keepalive_goes_only_to_contacts_silent_for_gamma() {
+    let t0 = Instant::from_millis(1_000);
+    let mut x = common::TestNode::new(managed(), Key::ZERO, 1, t0);
+    let half = t0 + Duration::from_millis(500);
+    x.add_contact(t0, microkad::Peer::new(node_id(1), 1));
+    x.add_contact(half, microkad::Peer::new(node_id(2), 2));
+    let pinged_at = |x: &mut common::TestNode, t: Instant| {
+        assert_eq!(x.poll_timeout(), Some(t));
+        x.handle_timeout(t);
+        common::sent(x)
+            .into_iter()
+            .filter(|(_, m)| matches!(m.body, Body::Ping))
+            .map(|(to, _)| to)
+            .collect::<Vec<u16>>()
+    };
+    assert_eq!(pinged_at(&mut x, t0 + GAMMA), [1]);
+    assert_eq!(pinged_at(&mut x, half + GAMMA), [2]);
+    assert_eq!(x.metrics().keepalives_sent, 2);
+}
