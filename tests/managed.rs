@@ -544,3 +544,27 @@ fn a_keepalive_goes_only_to_contacts_silent_for_gamma() {
     assert_eq!(pinged_at(&mut x, half + GAMMA), [2]);
     assert_eq!(x.metrics().keepalives_sent, 2);
 }
+
+#[test]
+fn a_late_pong_to_the_first_keepalive_still_counts() {
+    let t0 = Instant::from_millis(1_000);
+    let mut x = common::TestNode::new(managed(), Key::ZERO, 1, t0);
+    x.add_contact(t0, microkad::Peer::new(node_id(1), 1));
+    let mut keepalives = Vec::new();
+    for k in 1..=2u64 {
+        let t = t0 + GAMMA.saturating_mul(k);
+        assert_eq!(x.poll_timeout(), Some(t));
+        x.handle_timeout(t);
+        for (to, m) in common::sent(&mut x) {
+            assert!(to == 1 && matches!(m.body, Body::Ping), "{m:?}");
+            keepalives.push(m.header.txid);
+        }
+    }
+    assert_eq!(keepalives.len(), 2);
+    assert_eq!(keepalives[0], keepalives[1], "the repeat reuses the txid");
+    // The PONG to the first keepalive arrives after the second was sent.
+    let now = x.now();
+    let pong = common::datagram(node_id(1), keepalives[0], 42, Body::Pong);
+    assert_eq!(x.handle_input(now, 1, &pong), Ok(()));
+    assert_eq!(x.routing_table().get(&node_id(1)).unwrap().failures, 0);
+}

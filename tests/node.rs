@@ -1346,3 +1346,41 @@ fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
             .any(|(_, m)| matches!(m.body, Body::FindNode { target } if target == record.key))
     );
 }
+
+#[test]
+fn a_refresh_with_no_free_lookup_slot_is_skipped_and_counted() {
+    let cfg = Config {
+        maintenance: Maintenance::Periodic {
+            refresh_interval: Duration::from_secs(1),
+            republish_interval: Duration::from_secs(3_600),
+        },
+        ..config()
+    };
+    let mut node = scripted(4, cfg);
+    let start = node.now();
+    for i in 0..4u8 {
+        node.find_node(start, Key::hash(&[i])).unwrap();
+    }
+    sent(&mut node);
+    let due = start + Duration::from_secs(1);
+    assert_eq!(node.poll_timeout(), Some(due));
+    node.handle_timeout(due);
+    assert_eq!(node.metrics().maintenance_skipped, 1);
+    assert!(sent(&mut node).is_empty(), "no refresh request went out");
+}
+
+#[test]
+fn removals_beyond_the_notice_queue_are_counted_as_dropped_events() {
+    let capacity = microkad::node::NOTICE_CAPACITY as u16;
+    let mut node = scripted(capacity + 1, config());
+    for i in 1..=capacity + 1 {
+        let leave = datagram(node_id(i), 1, 42, Body::Leave);
+        assert_eq!(node.handle_input(node.now(), i, &leave), Ok(()));
+    }
+    assert!(node.routing_table().is_empty());
+    assert_eq!(node.metrics().events_dropped, 1);
+    let removed = core::iter::from_fn(|| node.poll_event())
+        .filter(|e| matches!(e, Event::ContactRemoved { .. }))
+        .count();
+    assert_eq!(removed, usize::from(capacity));
+}
