@@ -568,3 +568,24 @@ fn a_late_pong_to_the_first_keepalive_still_counts() {
     assert_eq!(x.handle_input(now, 1, &pong), Ok(()));
     assert_eq!(x.routing_table().get(&node_id(1)).unwrap().failures, 0);
 }
+
+#[test]
+fn hand_offs_beyond_the_queue_are_counted_as_dropped() {
+    let capacity = microkad::node::HANDOFF_CAPACITY;
+    let now = Instant::ZERO;
+    let mut x = common::TestNode::new(managed(), Key::ZERO, 1, now);
+    x.put_local(now, &Record::new(Key::ZERO, b"v", Ttl::Never).unwrap());
+    // Each newcomer (one per bucket) is owed the record: one hand-off each.
+    for b in 0..=capacity {
+        let mut id = Key::ZERO;
+        id.0[0] = 0x80 >> b;
+        x.add_contact(now, microkad::Peer::new(id, 10 + b as u16));
+    }
+    assert_eq!(x.routing_table().len(), capacity + 1);
+    assert_eq!(x.metrics().handoffs_dropped, 1);
+    let given = common::sent(&mut x)
+        .iter()
+        .filter(|(_, m)| matches!(m.body, Body::GiveValue { .. }))
+        .count();
+    assert_eq!(given, capacity);
+}
