@@ -1384,3 +1384,68 @@ fn removals_beyond_the_notice_queue_are_counted_as_dropped_events() {
         .count();
     assert_eq!(removed, usize::from(capacity));
 }
+
+/// How many PINGs a scripted node sends to `to`.
+fn pings_to(out: &[(u16, Message<u16>)], to: u16) -> usize {
+    out.iter()
+        .filter(|(a, m)| *a == to && matches!(m.body, Body::Ping))
+        .count()
+}
+
+#[test]
+fn a_down_report_is_checked_with_one_ping_if_there_is_room() {
+    let report = |reporter: u16, txid: u32| {
+        datagram(node_id(reporter), txid, 42, Body::Down { dead: node_id(2) })
+    };
+    // Two reports about contact 2: one PING.
+    let mut node = scripted(2, config());
+    let now = node.now();
+    assert_eq!(node.handle_input(now, 1, &report(1, 1)), Ok(()));
+    assert_eq!(node.handle_input(now, 1, &report(1, 2)), Ok(()));
+    assert_eq!(pings_to(&sent(&mut node), 2), 1);
+    assert_eq!(node.metrics().down_reports_received, 2);
+    // With one slot left in the reply queue, the report is not checked.
+    let mut node = scripted(2, config());
+    for txid in 0..microkad::node::OUTBOUND_CAPACITY as u32 - 1 {
+        assert_eq!(answer(&mut node, 1, 100 + txid, Body::Ping), Ok(()));
+    }
+    assert_eq!(node.handle_input(now, 1, &report(1, 1)), Ok(()));
+    assert_eq!(pings_to(&sent(&mut node), 2), 0);
+    assert_eq!(node.metrics().probes_skipped, 1, "the skipped check is counted");
+}
+
+#[test]
+fn a_dead_candidate_is_reported_to_its_referrer_if_there_is_room() {
+    let cfg = Config {
+        maintenance: Maintenance::DOWN_LIST,
+        ..config()
+    };
+    // Contact 1 refers the lookup to node 50, which never answers; `queued`
+    // PINGs from contact 1 wait in the reply queue when 50 times out.
+    let run = |queued: u32| {
+        let mut node = scripted(1, cfg.clone());
+        node.find_node(node.now(), node_id(50)).unwrap();
+        let first = sent(&mut node);
+        let mut referral = heapless::Vec::new();
+        referral.push(Peer::new(node_id(50), 50)).unwrap();
+        let nodes = Body::Nodes { contacts: referral };
+        assert_eq!(answer(&mut node, 1, first[0].1.header.txid, nodes), Ok(()));
+        let asked = sent(&mut node);
+        assert!(asked.iter().any(|(to, _)| *to == 50), "{asked:?}");
+        for txid in 0..queued {
+            assert_eq!(answer(&mut node, 1, 100 + txid, Body::Ping), Ok(()));
+        }
+        node.handle_timeout(node.now() + config().request_timeout);
+        let downs = sent(&mut node)
+            .iter()
+            .filter(|(to, m)| {
+                *to == 1 && matches!(m.body, Body::Down { dead } if dead == node_id(50))
+            })
+            .count();
+        let m = *node.metrics();
+        (downs, m.down_reports_sent, m.down_reports_skipped)
+    };
+    assert_eq!(run(0), (1, 1, 0));
+    let nearly_full = microkad::node::OUTBOUND_CAPACITY as u32 - 1;
+    assert_eq!(run(nearly_full), (0, 0, 1));
+}

@@ -327,9 +327,11 @@ impl<
         let Some(c) = self.table.get(&dead) else {
             return;
         };
-        if c.probe.is_some() || self.outbound.len() + 1 >= OUTBOUND_CAPACITY {
+        if c.probe.is_some() {
+            // Already being checked.
             return;
         }
+        // Without room in the reply queue, `probe` skips and counts the check.
         let peer = c.peer.clone();
         self.probe(peer);
     }
