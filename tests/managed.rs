@@ -589,3 +589,63 @@ fn hand_offs_beyond_the_queue_are_counted_as_dropped() {
         .count();
     assert_eq!(given, capacity);
 }
+
+/// An id whose first byte is `first` and last byte `last`, zero elsewhere.
+fn id_of(first: u8, last: u8) -> Key {
+    let mut id = Key::ZERO;
+    id.0[0] = first;
+    id.0[31] = last;
+    id
+}
+
+/// Where GIVE_VALUE datagrams go, and with which keys.
+fn give_values(x: &mut common::TestNode) -> Vec<(u16, Key)> {
+    common::sent(x)
+        .into_iter()
+        .filter_map(|(to, m)| match m.body {
+            Body::GiveValue { record } => Some((to, record.key)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_newcomer_is_handed_only_the_records_whose_replica_set_it_enters() {
+    let now = Instant::ZERO;
+    let cfg = Config {
+        replicas: 2,
+        ..managed()
+    };
+    let mut x = common::TestNode::new(cfg, Key::ZERO, 1, now);
+    x.add_contact(now, microkad::Peer::new(id_of(0xFF, 0), 10));
+    // Replica sets of two: {x, newcomer} for the first key, {x, 10} for
+    // the second.
+    let (near, far) = (id_of(0x40, 1), id_of(0x80, 0));
+    for key in [near, far] {
+        x.put_local(now, &Record::new(key, b"v", Ttl::Never).unwrap());
+    }
+    x.add_contact(now, microkad::Peer::new(id_of(0x40, 0), 20));
+    assert_eq!(give_values(&mut x), [(20, near)]);
+}
+
+#[test]
+fn a_departure_hands_the_record_to_the_node_that_enters_the_replica_set() {
+    let now = Instant::ZERO;
+    let cfg = Config {
+        replicas: 2,
+        ..managed()
+    };
+    let mut x = common::TestNode::new(cfg, Key::ZERO, 1, now);
+    let key = id_of(0, 0x10);
+    // Distances to the key: 11 < x < 12 < 13, so the set is {11, x}.
+    let (departing, next, farther) = (id_of(0, 0x11), id_of(0, 0x20), id_of(0x80, 0));
+    for (id, addr) in [(departing, 11), (next, 12), (farther, 13)] {
+        x.add_contact(now, microkad::Peer::new(id, addr));
+    }
+    x.put_local(now, &Record::new(key, b"v", Ttl::Never).unwrap());
+    assert!(give_values(&mut x).is_empty());
+    let leave = common::datagram(departing, 1, 42, Body::Leave);
+    assert_eq!(x.handle_input(now, 11, &leave), Ok(()));
+    assert!(!x.routing_table().contains(&departing));
+    assert_eq!(give_values(&mut x), [(12, key)]);
+}

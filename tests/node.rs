@@ -1411,7 +1411,11 @@ fn a_down_report_is_checked_with_one_ping_if_there_is_room() {
     }
     assert_eq!(node.handle_input(now, 1, &report(1, 1)), Ok(()));
     assert_eq!(pings_to(&sent(&mut node), 2), 0);
-    assert_eq!(node.metrics().probes_skipped, 1, "the skipped check is counted");
+    assert_eq!(
+        node.metrics().probes_skipped,
+        1,
+        "the skipped check is counted"
+    );
 }
 
 #[test]
