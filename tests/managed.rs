@@ -644,6 +644,11 @@ fn a_departure_hands_the_record_to_the_node_that_enters_the_replica_set() {
     }
     x.put_local(now, &Record::new(key, b"v", Ttl::Never).unwrap());
     assert!(give_values(&mut x).is_empty());
+    // A node outside the set leaves: the set is unchanged, nothing to hand.
+    let leave = common::datagram(farther, 1, 42, Body::Leave);
+    assert_eq!(x.handle_input(now, 13, &leave), Ok(()));
+    assert!(!x.routing_table().contains(&farther));
+    assert!(give_values(&mut x).is_empty());
     let leave = common::datagram(departing, 1, 42, Body::Leave);
     assert_eq!(x.handle_input(now, 11, &leave), Ok(()));
     assert!(!x.routing_table().contains(&departing));
