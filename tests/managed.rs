@@ -654,3 +654,44 @@ fn a_departure_hands_the_record_to_the_node_that_enters_the_replica_set() {
     assert!(!x.routing_table().contains(&departing));
     assert_eq!(give_values(&mut x), [(12, key)]);
 }
+
+#[test]
+fn a_keepalive_does_not_replace_a_promoted_contact_s_check() {
+    let t0 = Instant::from_millis(1_000);
+    let mut x = common::TestNode::new(managed(), Key::ZERO, 1, t0);
+    // A full bucket (four ids whose first bit differs from ours) and a
+    // newcomer for it waiting in the replacement cache.
+    for i in 0..4u8 {
+        x.add_contact(t0, microkad::Peer::new(id_of(0xFF, i), 10 + u16::from(i)));
+    }
+    let newcomer = id_of(0x80, 0);
+    x.add_contact(t0, microkad::Peer::new(newcomer, 20));
+    assert!(!x.routing_table().contains(&newcomer));
+    // Contact 10 leaves; the newcomer is promoted and must answer a PING.
+    let half = t0 + Duration::from_millis(500);
+    let leave = common::datagram(id_of(0xFF, 0), 1, 42, Body::Leave);
+    assert_eq!(x.handle_input(half, 10, &leave), Ok(()));
+    let check = common::sent(&mut x)
+        .into_iter()
+        .find(|(to, m)| *to == 20 && matches!(m.body, Body::Ping))
+        .expect("the promoted contact is checked")
+        .1
+        .header
+        .txid;
+    // Keepalives fall due before the answer, the newcomer's too (γ after
+    // its promotion): its check is left alone.
+    let mut pinged = Vec::new();
+    for t in [t0 + GAMMA, half + GAMMA] {
+        x.handle_timeout(t);
+        for (to, m) in common::sent(&mut x) {
+            if matches!(m.body, Body::Ping) {
+                pinged.push(to);
+            }
+        }
+    }
+    assert_eq!(pinged, [11, 12, 13]);
+    let pong = common::datagram(newcomer, check, 42, Body::Pong);
+    assert_eq!(x.handle_input(half + GAMMA, 20, &pong), Ok(()));
+    assert!(x.routing_table().contains(&newcomer));
+    assert_eq!(x.metrics().promotions_failed, 0);
+}

@@ -162,6 +162,11 @@ impl<
         let max_missed = max_missed.max(1);
         let (rng, metrics) = (&mut self.rng, &mut self.metrics);
         self.table.start_probes(now, |c| {
+            // An eviction or promotion check under way already asks whether
+            // the contact lives; replacing it would lose its answer.
+            if c.probe.is_some_and(|p| p.kind != ProbeKind::Keepalive) {
+                return None;
+            }
             let due = c.last_seen + interval.saturating_mul(u64::from(c.failures) + 1);
             if due > now || c.failures.saturating_add(1) >= max_missed {
                 return None;
@@ -170,8 +175,8 @@ impl<
             // A repeated keepalive reuses the outstanding one's transaction
             // id, so that a late PONG to the first still counts.
             let txid = match c.probe {
-                Some(p) if p.kind == ProbeKind::Keepalive => p.txid,
-                _ => rng.next_txid(),
+                Some(p) => p.txid,
+                None => rng.next_txid(),
             };
             metrics.keepalives_sent += 1;
             Some(Probe {
@@ -210,9 +215,15 @@ impl<
         self.table
             .iter()
             .map(|c| {
+                let dead = keepalive_deadline(c, keepalive_interval, max_missed);
+                if c.probe.is_some_and(|p| p.kind != ProbeKind::Keepalive) {
+                    // No keepalive while another check is under way (see
+                    // `keepalive_due`); the probe's own deadline wakes the node.
+                    return dead;
+                }
                 let next =
                     c.last_seen + keepalive_interval.saturating_mul(u64::from(c.failures) + 1);
-                next.min(keepalive_deadline(c, keepalive_interval, max_missed))
+                next.min(dead)
             })
             .min()
     }

@@ -214,6 +214,13 @@ mod tests {
         );
         assert!(s.get(&far, now).is_none(), "the farthest record made room");
         assert!(s.get(&near, now).is_some() && s.get(&middle, now).is_some());
+        assert_eq!(s.capacity(), 2);
+        let mut keys = std::vec::Vec::new();
+        s.for_each_key(&mut |k| keys.push(*k));
+        keys.sort();
+        let mut expected = [near, middle];
+        expected.sort();
+        assert_eq!(keys, expected);
         assert_eq!(
             s.put(&rec(near, Ttl::Seconds(5)), &local, now),
             StoreStatus::Unchanged
