@@ -609,14 +609,19 @@ fn give_values(x: &mut common::TestNode) -> Vec<(u16, Key)> {
         .collect()
 }
 
-#[test]
-fn a_newcomer_is_handed_only_the_records_whose_replica_set_it_enters() {
-    let now = Instant::ZERO;
+/// A managed node at the zero id whose replica sets have two members.
+fn managed_at_zero_with_two_replicas(now: Instant) -> common::TestNode {
     let cfg = Config {
         replicas: 2,
         ..managed()
     };
-    let mut x = common::TestNode::new(cfg, Key::ZERO, 1, now);
+    common::TestNode::new(cfg, Key::ZERO, 1, now)
+}
+
+#[test]
+fn a_newcomer_is_handed_only_the_records_whose_replica_set_it_enters() {
+    let now = Instant::ZERO;
+    let mut x = managed_at_zero_with_two_replicas(now);
     x.add_contact(now, microkad::Peer::new(id_of(0xFF, 0), 10));
     // Replica sets of two: {x, newcomer} for the first key, {x, 10} for
     // the second.
@@ -631,11 +636,7 @@ fn a_newcomer_is_handed_only_the_records_whose_replica_set_it_enters() {
 #[test]
 fn a_departure_hands_the_record_to_the_node_that_enters_the_replica_set() {
     let now = Instant::ZERO;
-    let cfg = Config {
-        replicas: 2,
-        ..managed()
-    };
-    let mut x = common::TestNode::new(cfg, Key::ZERO, 1, now);
+    let mut x = managed_at_zero_with_two_replicas(now);
     let key = id_of(0, 0x10);
     // Distances to the key: 11 < x < 12 < 13, so the set is {11, x}.
     let (departing, next, farther) = (id_of(0, 0x11), id_of(0, 0x20), id_of(0x80, 0));

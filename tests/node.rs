@@ -332,9 +332,7 @@ fn hostile_input_is_rejected_counted_and_harmless() {
     // Unsolicited responses of every type.
     for body in [
         Body::Pong,
-        Body::Nodes {
-            contacts: heapless::Vec::new(),
-        },
+        no_contacts(),
         Body::Value {
             record: record.clone(),
         },
@@ -623,11 +621,42 @@ fn put_until_stores(node: &mut common::TestNode, record: &Record) -> Vec<(u16, u
         node.handle_timeout(node.now() + almost_a_request_timeout());
         for (to, msg) in requests {
             assert!(matches!(msg.body, Body::FindNode { .. }), "{msg:?}");
-            let empty = Body::Nodes {
-                contacts: heapless::Vec::new(),
-            };
-            assert_eq!(answer(node, to, msg.header.txid, empty), Ok(()));
+            assert_eq!(answer(node, to, msg.header.txid, no_contacts()), Ok(()));
         }
+    }
+}
+
+/// An empty NODES reply.
+fn no_contacts() -> Body<u16> {
+    Body::Nodes {
+        contacts: heapless::Vec::new(),
+    }
+}
+
+/// Acknowledges every STORE in `stores` (address, txid) as stored.
+fn ack_stores(node: &mut common::TestNode, stores: &[(u16, u32)]) {
+    for &(to, txid) in stores {
+        let ack = Body::StoreAck {
+            status: StoreStatus::Stored,
+        };
+        assert_eq!(answer(node, to, txid, ack), Ok(()));
+    }
+}
+
+/// What the put the node reports next did: records stored, STOREs
+/// attempted, how it ended, its statistics.
+fn put_finished(
+    node: &mut common::TestNode,
+) -> Option<(u8, u8, Termination, microkad::LookupStats)> {
+    match node.poll_event()? {
+        Event::PutFinished {
+            stored,
+            attempted,
+            termination,
+            stats,
+            ..
+        } => Some((stored, attempted, termination, stats)),
+        other => panic!("not a put: {other:?}"),
     }
 }
 
@@ -644,22 +673,9 @@ fn early_timer_calls_fail_no_request() {
     assert_eq!(stores.len(), 4);
     node.handle_timeout(node.now());
     node.handle_timeout(node.now() + almost_a_request_timeout());
-    for (to, txid) in stores {
-        let ack = Body::StoreAck {
-            status: StoreStatus::Stored,
-        };
-        assert_eq!(answer(&mut node, to, txid, ack), Ok(()));
-    }
-    let Some(Event::PutFinished {
-        stored,
-        attempted,
-        termination,
-        stats,
-        ..
-    }) = node.poll_event()
-    else {
-        panic!("the put did not finish")
-    };
+    ack_stores(&mut node, &stores);
+    let (stored, attempted, termination, stats) =
+        put_finished(&mut node).expect("the put did not finish");
     assert_eq!(
         (stored, attempted, termination),
         (4, 4, Termination::Converged)
@@ -676,26 +692,13 @@ fn a_silent_replica_fails_at_the_request_timeout() {
     let stores = put_until_stores(&mut node, &record);
     let marked_at = node.now();
     let (silent, _) = stores[3];
-    for &(to, txid) in &stores[..3] {
-        let ack = Body::StoreAck {
-            status: StoreStatus::Stored,
-        };
-        assert_eq!(answer(&mut node, to, txid, ack), Ok(()));
-    }
+    ack_stores(&mut node, &stores[..3]);
     assert!(node.poll_event().is_none(), "one STORE is still out");
     let deadline = marked_at + config().request_timeout;
     assert_eq!(node.poll_timeout(), Some(deadline));
     node.handle_timeout(deadline);
-    let Some(Event::PutFinished {
-        stored,
-        attempted,
-        termination,
-        stats,
-        ..
-    }) = node.poll_event()
-    else {
-        panic!("the put did not finish at the request timeout")
-    };
+    let (stored, attempted, termination, stats) =
+        put_finished(&mut node).expect("the put did not finish at the request timeout");
     assert_eq!(
         (stored, attempted, termination),
         (3, 4, Termination::Converged)
@@ -794,20 +797,17 @@ fn a_put_out_of_time_sends_no_store() {
     // One peer answers; the others stay silent past the lookup's deadline.
     let requests = sent(&mut node);
     let (to, msg) = &requests[0];
-    let empty = Body::Nodes {
-        contacts: heapless::Vec::new(),
-    };
-    assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+    assert_eq!(
+        answer(&mut node, *to, msg.header.txid, no_contacts()),
+        Ok(())
+    );
     let deadline = start + Duration::from_millis(500);
     assert!(node.poll_timeout().is_some_and(|t| t <= deadline));
     node.handle_timeout(deadline);
     // An answer after the deadline, before the event is collected, is late.
     let (slow, slow_request) = &requests[1];
-    let empty = Body::Nodes {
-        contacts: heapless::Vec::new(),
-    };
     assert_eq!(
-        answer(&mut node, *slow, slow_request.header.txid, empty),
+        answer(&mut node, *slow, slow_request.header.txid, no_contacts()),
         Err(InputError::Late)
     );
     assert_eq!(node.metrics().late, 1);
@@ -817,15 +817,8 @@ fn a_put_out_of_time_sends_no_store() {
             .all(|(_, m)| !matches!(m.body, Body::Store { .. })),
         "no STORE after the lookup's deadline: {late:?}"
     );
-    let Some(Event::PutFinished {
-        stored,
-        attempted,
-        termination,
-        ..
-    }) = node.poll_event()
-    else {
-        panic!("the put did not end at its deadline")
-    };
+    let (stored, attempted, termination, _) =
+        put_finished(&mut node).expect("the put did not end at its deadline");
     assert_eq!(
         (stored, attempted, termination),
         (0, 0, Termination::Deadline)
@@ -849,16 +842,13 @@ fn an_unreachable_peer_fails_at_once_and_only_its_own_requests() {
     assert_eq!(failures, 1);
     // The other requests are still open.
     for (to, msg) in first.iter().filter(|(to, _)| to != gone) {
-        let empty = Body::Nodes {
-            contacts: heapless::Vec::new(),
-        };
-        assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+        assert_eq!(
+            answer(&mut node, *to, msg.header.txid, no_contacts()),
+            Ok(())
+        );
     }
-    let empty = Body::Nodes {
-        contacts: heapless::Vec::new(),
-    };
     assert_eq!(
-        answer(&mut node, *gone, gone_request.header.txid, empty),
+        answer(&mut node, *gone, gone_request.header.txid, no_contacts()),
         Err(InputError::Late)
     );
     assert_eq!(node.metrics().timeouts, 1);
@@ -904,10 +894,7 @@ fn answer_until_event(node: &mut common::TestNode) -> (common::TestEvent, u32) {
         assert!(!requests.is_empty(), "stalled without an event");
         for (to, msg) in requests {
             assert!(matches!(msg.body, Body::FindNode { .. }), "{msg:?}");
-            let empty = Body::Nodes {
-                contacts: heapless::Vec::new(),
-            };
-            assert_eq!(answer(node, to, msg.header.txid, empty), Ok(()));
+            assert_eq!(answer(node, to, msg.header.txid, no_contacts()), Ok(()));
             answered += 1;
         }
     }
@@ -1060,10 +1047,10 @@ fn an_unverified_put_stores_on_the_closest_heard_of_asked_or_not() {
         }
         for (to, msg) in requests {
             asked.push(to);
-            let empty = Body::Nodes {
-                contacts: heapless::Vec::new(),
-            };
-            assert_eq!(answer(&mut node, to, msg.header.txid, empty), Ok(()));
+            assert_eq!(
+                answer(&mut node, to, msg.header.txid, no_contacts()),
+                Ok(())
+            );
         }
     };
     // Three answers without progress end the search before the fourth
@@ -1158,14 +1145,7 @@ fn answers_to_probes_and_seeds_are_checked_and_counted() {
         Err(InputError::Mismatched),
         "right id, wrong address"
     );
-    let nodes = datagram(
-        oldest,
-        probe_txid,
-        42,
-        Body::Nodes {
-            contacts: heapless::Vec::new(),
-        },
-    );
+    let nodes = datagram(oldest, probe_txid, 42, no_contacts());
     assert_eq!(
         node.handle_input(now, 10, &nodes),
         Err(InputError::UnexpectedResponse)
@@ -1193,9 +1173,7 @@ fn answers_to_probes_and_seeds_are_checked_and_counted() {
         Err(InputError::Unsolicited),
         "another txid from the seed's address"
     );
-    let nodes = Body::Nodes {
-        contacts: heapless::Vec::new(),
-    };
+    let nodes = no_contacts();
     assert_eq!(
         answer(&mut node, 1, seed_txid, nodes),
         Err(InputError::UnexpectedResponse)
@@ -1230,14 +1208,7 @@ fn an_answer_to_a_finished_lookup_is_late_once_then_unsolicited() {
     };
     assert_eq!((query, termination), (q, Termination::Deadline));
     let (to, msg) = &requests[0];
-    let reply = datagram(
-        node_id(*to),
-        msg.header.txid,
-        42,
-        Body::Nodes {
-            contacts: heapless::Vec::new(),
-        },
-    );
+    let reply = datagram(node_id(*to), msg.header.txid, 42, no_contacts());
     let now = node.now();
     assert_eq!(node.handle_input(now, *to, &reply), Err(InputError::Late));
     assert_eq!(
@@ -1260,10 +1231,10 @@ fn a_value_answer_to_a_node_lookup_is_unexpected() {
         Err(InputError::UnexpectedResponse)
     );
     assert_eq!(node.metrics().unexpected_response, 1);
-    let empty = Body::Nodes {
-        contacts: heapless::Vec::new(),
-    };
-    assert_eq!(answer(&mut node, *to, msg.header.txid, empty), Ok(()));
+    assert_eq!(
+        answer(&mut node, *to, msg.header.txid, no_contacts()),
+        Ok(())
+    );
 }
 
 #[test]
@@ -1296,24 +1267,36 @@ fn an_answered_keepalive_hands_off_nothing() {
     assert_eq!(node.metrics().values_handed_off, 0);
 }
 
-#[test]
-fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
+/// A node under periodic maintenance with four contacts, whose four lookup
+/// slots are all taken by node lookups started at `now()`.
+fn periodic_with_every_lookup_slot_taken(
+    refresh_interval: Duration,
+    republish_interval: Duration,
+) -> common::TestNode {
     let cfg = Config {
         maintenance: Maintenance::Periodic {
-            refresh_interval: Duration::from_secs(3_600),
-            republish_interval: Duration::from_secs(1),
+            refresh_interval,
+            republish_interval,
         },
         ..config()
     };
     let mut node = scripted(4, cfg);
     let start = node.now();
-    let record = Record::new(Key::hash(b"kept"), b"v", Ttl::Never).unwrap();
-    node.put_local(start, &record);
-    // Every lookup slot is taken when the republish falls due.
     for i in 0..4u8 {
         node.find_node(start, Key::hash(&[i])).unwrap();
     }
     assert_eq!(node.find_node(start, Key::ZERO), Err(CommandError::Busy));
+    node
+}
+
+#[test]
+fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
+    // Every lookup slot is taken when the republish falls due.
+    let mut node =
+        periodic_with_every_lookup_slot_taken(Duration::from_secs(3_600), Duration::from_secs(1));
+    let start = node.now();
+    let record = Record::new(Key::hash(b"kept"), b"v", Ttl::Never).unwrap();
+    node.put_local(start, &record);
     let mut requests = sent(&mut node);
     let due = start + Duration::from_secs(1);
     assert_eq!(node.poll_timeout(), Some(due));
@@ -1326,10 +1309,10 @@ fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
     // The lookups end; the first free slot makes the republish due at once.
     while !requests.is_empty() {
         for (to, msg) in requests {
-            let empty = Body::Nodes {
-                contacts: heapless::Vec::new(),
-            };
-            assert_eq!(answer(&mut node, to, msg.header.txid, empty), Ok(()));
+            assert_eq!(
+                answer(&mut node, to, msg.header.txid, no_contacts()),
+                Ok(())
+            );
         }
         requests = sent(&mut node);
     }
@@ -1349,18 +1332,9 @@ fn a_republish_waiting_for_a_lookup_slot_asks_for_a_call_once_one_is_free() {
 
 #[test]
 fn a_refresh_with_no_free_lookup_slot_is_skipped_and_counted() {
-    let cfg = Config {
-        maintenance: Maintenance::Periodic {
-            refresh_interval: Duration::from_secs(1),
-            republish_interval: Duration::from_secs(3_600),
-        },
-        ..config()
-    };
-    let mut node = scripted(4, cfg);
+    let mut node =
+        periodic_with_every_lookup_slot_taken(Duration::from_secs(1), Duration::from_secs(3_600));
     let start = node.now();
-    for i in 0..4u8 {
-        node.find_node(start, Key::hash(&[i])).unwrap();
-    }
     sent(&mut node);
     let due = start + Duration::from_secs(1);
     assert_eq!(node.poll_timeout(), Some(due));
