@@ -50,6 +50,13 @@ fn keepalive_deadline<A>(c: &Contact<A>, interval: Duration, max_missed: u8) -> 
     c.last_seen + interval.saturating_mul(u64::from(max_missed))
 }
 
+/// Whether an eviction or promotion check of `c` is under way. It already
+/// asks whether the contact lives, so it gets no keepalive until it ends: a
+/// keepalive would replace it and lose its answer.
+fn checked_otherwise<A>(c: &Contact<A>) -> bool {
+    c.probe.is_some_and(|p| p.kind != ProbeKind::Keepalive)
+}
+
 /// What a hand-off is about.
 #[derive(Clone, Debug)]
 enum HandoffKind<A> {
@@ -162,9 +169,7 @@ impl<
         let max_missed = max_missed.max(1);
         let (rng, metrics) = (&mut self.rng, &mut self.metrics);
         self.table.start_probes(now, |c| {
-            // An eviction or promotion check under way already asks whether
-            // the contact lives; replacing it would lose its answer.
-            if c.probe.is_some_and(|p| p.kind != ProbeKind::Keepalive) {
+            if checked_otherwise(c) {
                 return None;
             }
             let due = c.last_seen + interval.saturating_mul(u64::from(c.failures) + 1);
@@ -216,9 +221,8 @@ impl<
             .iter()
             .map(|c| {
                 let dead = keepalive_deadline(c, keepalive_interval, max_missed);
-                if c.probe.is_some_and(|p| p.kind != ProbeKind::Keepalive) {
-                    // No keepalive while another check is under way (see
-                    // `keepalive_due`); the probe's own deadline wakes the node.
+                if checked_otherwise(c) {
+                    // The probe's own deadline wakes the node.
                     return dead;
                 }
                 let next =
