@@ -331,13 +331,45 @@ mod tests {
     #[test]
     fn prefix_len_edges() {
         let a = Key::ZERO;
-        assert_eq!(a.common_prefix_len(&a), KEY_BITS);
+        assert_eq!(a.common_prefix_len(&a), 256);
+        assert_eq!(Distance::ZERO.leading_zeros(), 256);
         let mut b = Key::ZERO;
         b.0[0] = 0x80;
         assert_eq!(a.common_prefix_len(&b), 0);
         b.0[0] = 0;
         b.0[31] = 1;
         assert_eq!(a.common_prefix_len(&b), 255);
+    }
+
+    #[test]
+    fn deserializes_from_bytes_or_a_sequence_of_exactly_32() {
+        use serde::de::value::{BytesDeserializer, Error, SeqDeserializer};
+        let bytes: [u8; 33] = core::array::from_fn(|i| i as u8);
+        let want = Key(bytes[..32].try_into().unwrap());
+        let from_bytes = |b: &[u8]| Key::deserialize(BytesDeserializer::<Error>::new(b));
+        let from_seq =
+            |b: &[u8]| Key::deserialize(SeqDeserializer::<_, Error>::new(b.iter().copied()));
+        assert_eq!(from_bytes(&bytes[..32]).unwrap(), want);
+        assert_eq!(from_seq(&bytes[..32]).unwrap(), want);
+        for (short_or_long, len) in [(&bytes[..31], 31), (&bytes[..], 33)] {
+            let expected = format!("invalid length {len}, expected 32 bytes");
+            assert_eq!(from_bytes(short_or_long).unwrap_err().to_string(), expected);
+            assert_eq!(from_seq(short_or_long).unwrap_err().to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn leading_words_and_text_forms() {
+        let k = Key(core::array::from_fn(|i| i as u8 + 1));
+        assert_eq!(k.first_word(), 0x0102_0304_0506_0708);
+        assert_eq!(k.prefix32(), 0x0102_0304);
+        let d = k.distance(&Key::ZERO);
+        assert_eq!(d.high_u64(), 0x0102_0304_0506_0708);
+        let hex = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20";
+        assert_eq!(format!("{k}"), hex);
+        assert_eq!(format!("{d}"), hex);
+        assert_eq!(format!("{k:?}"), "0102030405060708…");
+        assert_eq!(format!("{d:?}"), "d(lz=7, 0102030405060708…)");
     }
 
     proptest! {

@@ -158,3 +158,78 @@ impl Metrics {
             + self.values_refused
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_sums_every_rejection_counter_once_and_nothing_else() {
+        let mut m = Metrics {
+            // Counters of things that are not rejected datagrams.
+            datagrams_in: 1 << 40,
+            timeouts: 1 << 41,
+            probes_skipped: 1 << 42,
+            events_dropped: 1 << 43,
+            ..Metrics::default()
+        };
+        let rejections = [
+            &mut m.decode_empty,
+            &mut m.decode_truncated,
+            &mut m.decode_too_long,
+            &mut m.decode_wrong_version,
+            &mut m.decode_wrong_network,
+            &mut m.decode_unknown_type,
+            &mut m.decode_invalid_field,
+            &mut m.decode_trailing_bytes,
+            &mut m.own_id,
+            &mut m.unsolicited,
+            &mut m.late,
+            &mut m.duplicate,
+            &mut m.mismatched,
+            &mut m.unexpected_response,
+            &mut m.invalid_record,
+            &mut m.overloaded,
+            &mut m.values_refused,
+        ];
+        let count = rejections.len();
+        // A distinct bit each: a counter left out, counted twice or
+        // subtracted shows in the sum.
+        for (i, c) in rejections.into_iter().enumerate() {
+            *c = 1 << i;
+        }
+        assert_eq!(m.rejected(), (1 << count) - 1);
+    }
+
+    #[test]
+    fn each_decode_error_has_its_own_counter() {
+        let errors = [
+            DecodeError::Empty,
+            DecodeError::Truncated,
+            DecodeError::TooLong,
+            DecodeError::WrongVersion(9),
+            DecodeError::WrongNetwork(9),
+            DecodeError::UnknownMessageType(99),
+            DecodeError::InvalidField,
+            DecodeError::TrailingBytes,
+        ];
+        let mut m = Metrics::default();
+        for (i, e) in errors.into_iter().enumerate() {
+            for _ in 0..=i {
+                m.count_decode_error(e);
+            }
+        }
+        let counted = [
+            m.decode_empty,
+            m.decode_truncated,
+            m.decode_too_long,
+            m.decode_wrong_version,
+            m.decode_wrong_network,
+            m.decode_unknown_type,
+            m.decode_invalid_field,
+            m.decode_trailing_bytes,
+        ];
+        assert_eq!(counted, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(m.rejected(), 36);
+    }
+}

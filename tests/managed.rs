@@ -402,6 +402,11 @@ fn forged_leave_and_misplaced_give_value_are_ignored() {
     assert!(x.get_local(&far.key).is_none());
     assert_eq!(x.metrics().values_refused, 1);
     assert_eq!(x.metrics().values_received, 0);
+    assert_eq!(
+        x.metrics().rejected(),
+        1,
+        "a refused value is a rejected datagram"
+    );
     // One close to x is taken.
     let near = Record::new(Key([0; 32]), b"y", Ttl::Never).unwrap();
     assert_eq!(

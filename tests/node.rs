@@ -4,7 +4,7 @@ mod common;
 
 use common::{Net, datagram, node_id, sent};
 use microkad::routing::InsertOutcome;
-use microkad::wire::{self, Body, DecodeError, Message};
+use microkad::wire::{self, Body, DecodeError, Message, MessageKind};
 use microkad::{
     CommandError, Config, Duration, Event, InputError, Instant, Key, LookupKind, Maintenance, Peer,
     Record, RemovalReason, StoreStatus, Termination, Ttl,
@@ -735,6 +735,21 @@ fn the_clock_never_runs_back_and_every_datagram_is_counted() {
     assert_eq!(node.now(), later);
     let m = node.metrics();
     assert_eq!((m.datagrams_in, m.bytes_in), (2, ping.len() as u64));
+    // Only the valid datagram counts by type; the PONG counts going out.
+    let mut in_by_kind = [0; MessageKind::COUNT];
+    in_by_kind[MessageKind::Ping as usize] = 1;
+    assert_eq!(m.datagrams_in_by_kind, in_by_kind);
+    assert_eq!((m.datagrams_out, m.bytes_out), (0, 0));
+    let mut buf = [0u8; 128];
+    let pong = node.poll_transmit(&mut buf).expect("the PING is answered");
+    let m = node.metrics();
+    assert_eq!((m.datagrams_out, m.bytes_out), (1, pong.len as u64));
+    let mut out_by_kind = [0; MessageKind::COUNT];
+    out_by_kind[MessageKind::Pong as usize] = 1;
+    assert_eq!(m.datagrams_out_by_kind, out_by_kind);
+    out_by_kind[MessageKind::Pong as usize] = pong.len as u64;
+    assert_eq!(m.bytes_out_by_kind, out_by_kind);
+    assert_eq!(m.liveness_bytes_out(), pong.len as u64);
 }
 
 #[test]

@@ -404,6 +404,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, <SocketAddr as Address>::MAX_MESSAGE_LEN);
+        // The longest datagram is accepted: the bound is not one short.
+        let decoded = decode::<SocketAddr>(&buf[..n], u32::MAX).unwrap();
+        assert_eq!(decoded.body, full(v6));
         let record = Record::new(
             Key::hash(b"k"),
             &[0xAB; MAX_VALUE_LEN],

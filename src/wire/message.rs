@@ -181,3 +181,29 @@ pub struct Message<A> {
     /// The message proper.
     pub body: Body<A>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_in_wire_order_and_answers_are_the_five_responses() {
+        for (i, kind) in MessageKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i);
+        }
+        let responses: heapless::Vec<MessageKind, { MessageKind::COUNT }> = MessageKind::ALL
+            .into_iter()
+            .filter(|k| k.is_response())
+            .collect();
+        assert_eq!(
+            responses,
+            [
+                MessageKind::Pong,
+                MessageKind::Nodes,
+                MessageKind::Value,
+                MessageKind::StoreAck,
+                MessageKind::Refused
+            ]
+        );
+    }
+}
