@@ -138,21 +138,14 @@ impl<E: fmt::Debug> fmt::Display for SerialError<E> {
 
 impl<E: fmt::Debug> core::error::Error for SerialError<E> {}
 
-/// CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF), bitwise to
+/// CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF; the
+/// catalogue calls it CRC-16/IBM-3740), computed without a lookup table to
 /// keep flash small.
+const CHECKSUM: crc::Crc<u16, crc::NoTable> =
+    crc::Crc::<u16, crc::NoTable>::new(&crc::CRC_16_IBM_3740);
+
 fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    CHECKSUM.checksum(data)
 }
 
 /// Encodes `datagram` as one complete frame into `out`: its length, or
