@@ -1124,6 +1124,39 @@ fn newcomer_for_a_stale_full_bucket(
 }
 
 #[test]
+fn an_eviction_probe_whose_contact_spoke_otherwise_keeps_it() {
+    let (mut node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
+    let [(10, probe_txid)] = pinged[..] else {
+        panic!("{pinged:?}")
+    };
+    // The oldest contact never answers the probe, but sends a request of its
+    // own while the probe is out: it is alive, the PONG was lost.
+    let mut oldest = Key([0xFF; 32]);
+    oldest.0[31] = 0;
+    let asked_at = node.now() + Duration::from_millis(5);
+    let ping = datagram(oldest, probe_txid.wrapping_add(1), 42, Body::Ping);
+    assert_eq!(node.handle_input(asked_at, 10, &ping), Ok(()));
+    assert_eq!(
+        pings_to(&sent(&mut node), 10),
+        0,
+        "a PONG, not another probe"
+    );
+    let probed_at = Instant::from_millis(asked_at.as_millis() - 5);
+    node.handle_timeout(probed_at + config().request_timeout);
+    assert_eq!(node.metrics().timeouts, 0, "no failure counted");
+    let kept = node
+        .routing_table()
+        .get(&oldest)
+        .expect("the contact is kept");
+    assert_eq!(kept.failures, 0);
+    assert!(node.poll_event().is_none(), "nothing removed");
+    // Its probe is over: nothing more falls due for it.
+    node.handle_timeout(probed_at + config().request_timeout.saturating_mul(3));
+    assert!(node.routing_table().contains(&oldest));
+    assert_eq!(node.metrics().timeouts, 0);
+}
+
+#[test]
 fn ping_before_evict_keeps_a_slot_for_a_reply_and_is_off_under_managed_connections() {
     let capacity = microkad::node::OUTBOUND_CAPACITY as u32;
     // Room for the probe and one reply after it: the oldest is pinged.

@@ -1068,6 +1068,13 @@ mod tests {
             }
             prop_assert!(t.len() <= 3 * 8);
             prop_assert!(!t.contains(&local));
+            // The nearest occupied bucket holds the contact closest to us.
+            let nearest = t.iter().map(|c| t.bucket_index(&c.peer.id)).max();
+            prop_assert_eq!(t.nearest_bucket(), nearest);
+            let fill: std::vec::Vec<usize> = t.buckets().iter().map(|b| b.len()).collect();
+            let reported = t.bucket_fill().map(usize::from);
+            prop_assert_eq!(reported.as_slice(), fill.as_slice());
+            prop_assert_eq!(fill.iter().sum::<usize>(), t.iter().count());
             for (i, b) in t.buckets().iter().enumerate() {
                 prop_assert!(b.len() <= 3);
                 for c in b.iter() {
@@ -1080,6 +1087,15 @@ mod tests {
             t.closest_into(&key, n, None, &mut out);
             let expected = brute_force(&t, &key, n.min(10));
             prop_assert_eq!(out.as_slice(), expected.as_slice());
+            // A list shorter than a bucket: the bucket overflows it, and
+            // later contacts are placed into the sorted rest one by one.
+            let mut two: Vec<Peer<u32>, 2> = Vec::new();
+            t.closest_into(&key, n, None, &mut two);
+            let expected = brute_force(&t, &key, n.min(2));
+            prop_assert_eq!(two.as_slice(), expected.as_slice());
+            t.closest_into(&local, n, None, &mut two);
+            let expected = brute_force(&t, &local, n.min(2));
+            prop_assert_eq!(two.as_slice(), expected.as_slice());
             // The same with the table's own id as the key (the merged bucket first).
             t.closest_into(&local, n, None, &mut out);
             let expected = brute_force(&t, &local, n.min(10));
