@@ -976,34 +976,18 @@ fn bootstrap_takes_at_most_max_seeds_at_a_time() {
 
 #[test]
 fn an_unanswered_eviction_probe_evicts_the_oldest_contact() {
-    let start = Instant::from_millis(1_000);
-    let mut node = common::TestNode::new(config(), Key::ZERO, 7, start);
-    // A full bucket: four contacts whose ids differ from ours in the first bit.
-    for i in 0..4u16 {
-        let mut id = Key([0xFF; 32]);
-        id.0[31] = i as u8;
-        node.add_contact(start, Peer::new(id, 10 + i));
-    }
+    let (mut node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
+    assert!(
+        matches!(pinged[..], [(10, _)]),
+        "the oldest contact is pinged: {pinged:?}"
+    );
     let mut newcomer = Key::ZERO;
     newcomer.0[0] = 0x80;
-    // Long after the bucket was last heard from, a newcomer for it turns up.
-    let later = start + config().ping_oldest_after;
-    let outcome = node.add_contact(later, Peer::new(newcomer, 20));
-    assert!(
-        matches!(outcome, InsertOutcome::Pending { .. }),
-        "{outcome:?}"
-    );
-    let out = sent(&mut node);
-    let probed: Vec<u16> = out
-        .iter()
-        .filter(|(_, m)| matches!(m.body, Body::Ping))
-        .map(|(to, _)| *to)
-        .collect();
-    assert_eq!(probed, [10], "the oldest contact is pinged");
     assert!(!node.routing_table().contains(&newcomer));
-    node.handle_timeout(later + almost_a_request_timeout());
+    let probed_at = node.now();
+    node.handle_timeout(probed_at + almost_a_request_timeout());
     assert_eq!(node.metrics().timeouts, 0);
-    node.handle_timeout(later + config().request_timeout);
+    node.handle_timeout(probed_at + config().request_timeout);
     assert_eq!(node.metrics().timeouts, 1);
     let Some(Event::ContactRemoved { peer, reason, .. }) = node.poll_event() else {
         panic!("no contact removed")
@@ -1133,7 +1117,8 @@ fn an_eviction_probe_whose_contact_spoke_otherwise_keeps_it() {
     // own while the probe is out: it is alive, the PONG was lost.
     let mut oldest = Key([0xFF; 32]);
     oldest.0[31] = 0;
-    let asked_at = node.now() + Duration::from_millis(5);
+    let probed_at = node.now();
+    let asked_at = probed_at + Duration::from_millis(5);
     let ping = datagram(oldest, probe_txid.wrapping_add(1), 42, Body::Ping);
     assert_eq!(node.handle_input(asked_at, 10, &ping), Ok(()));
     assert_eq!(
@@ -1141,7 +1126,6 @@ fn an_eviction_probe_whose_contact_spoke_otherwise_keeps_it() {
         0,
         "a PONG, not another probe"
     );
-    let probed_at = Instant::from_millis(asked_at.as_millis() - 5);
     node.handle_timeout(probed_at + config().request_timeout);
     assert_eq!(node.metrics().timeouts, 0, "no failure counted");
     let kept = node
