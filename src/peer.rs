@@ -117,5 +117,10 @@ mod tests {
         assert_eq!(encoded_len(&v6), SocketAddr::MAX_ENCODED_LEN);
         let v4 = SocketAddrV4::new(Ipv4Addr::new(255, 255, 255, 255), u16::MAX);
         assert_eq!(encoded_len(&v4), SocketAddrV4::MAX_ENCODED_LEN);
+        let SocketAddr::V6(v6) = v6 else {
+            unreachable!()
+        };
+        assert_eq!(encoded_len(&v6), SocketAddrV6::MAX_ENCODED_LEN);
+        assert_eq!(encoded_len(&[0xffu8; 6]), <[u8; 6]>::MAX_ENCODED_LEN);
     }
 }

@@ -77,6 +77,26 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_splitmix64_reference_stream() {
+        // The first outputs of Vigna's splitmix64.c seeded with 0.
+        let mut r = Rng::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(r.next_u32(), 0x06C4_5D18, "the high half of the third");
+    }
+
+    #[test]
+    fn below_covers_its_range_evenly() {
+        let mut r = Rng::new(3);
+        let mut seen = [0u32; 10];
+        for _ in 0..10_000 {
+            seen[r.below(10) as usize] += 1;
+        }
+        // About 1 000 each; 800 is more than six standard deviations away.
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    }
+
+    #[test]
     fn below_stays_in_range() {
         let mut r = Rng::new(1);
         for bound in 1..200u64 {
