@@ -141,4 +141,27 @@ mod tests {
             Instant::from_millis(12)
         );
     }
+
+    #[test]
+    fn units_products_and_text_forms() {
+        assert_eq!(Duration::from_millis(2_999).as_secs(), 2, "rounded down");
+        assert_eq!(Duration::from_secs(3).as_millis(), 3_000);
+        assert_eq!(Duration::from_secs(3).as_secs(), 3);
+        assert_eq!(
+            Duration::from_millis(7).saturating_mul(6),
+            Duration::from_millis(42)
+        );
+        assert_eq!(Duration::MAX.saturating_mul(2), Duration::MAX);
+        assert_eq!(
+            Duration::from_millis(1) + Duration::from_millis(2),
+            Duration::from_millis(3)
+        );
+        let mut t = Instant::from_millis(10);
+        t += Duration::from_millis(5);
+        assert_eq!(t - Instant::from_millis(3), Duration::from_millis(12));
+        assert_eq!(
+            format!("{t:?} {:?}", Duration::from_secs(1)),
+            "t+15ms 1000ms"
+        );
+    }
 }
