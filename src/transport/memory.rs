@@ -144,18 +144,28 @@ mod tests {
         a.send(&9, b"x").unwrap(); // no such node
         a.send(&1, b"123456789").unwrap(); // longer than M
         assert_eq!(hub.borrow().dropped(), 3);
+        assert!(hub.borrow().has_pending());
         let mut buf = [0u8; 8];
         assert_eq!(b.try_recv(&mut buf).unwrap(), Some((3, 0)));
         assert_eq!(&buf[..3], b"one");
+        assert!(hub.borrow().has_pending(), "\"two\" is still there");
         let mut tiny = [0u8; 2];
         assert_eq!(
             b.try_recv(&mut tiny).unwrap(),
             None,
             "too long for the buffer: dropped"
         );
+        assert!(!hub.borrow().has_pending());
+        assert_eq!(hub.borrow().dropped(), 4);
         hub.borrow_mut().set_down(1, true);
         a.send(&1, b"lost").unwrap();
+        b.send(&0, b"lost too").unwrap();
         assert_eq!(b.try_recv(&mut buf).unwrap(), None);
+        assert_eq!(a.try_recv(&mut buf).unwrap(), None);
+        assert_eq!(hub.borrow().dropped(), 6, "to and from a node cut off");
         assert_eq!(hub.borrow().delivered(), 2);
+        hub.borrow_mut().set_down(1, false);
+        b.send(&0, b"back").unwrap();
+        assert_eq!(a.try_recv(&mut buf).unwrap(), Some((4, 1)));
     }
 }

@@ -89,3 +89,39 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::memory::{MemoryHub, MemoryTransport};
+    use super::*;
+    use crate::{Address, Config, Key};
+    use core::cell::RefCell;
+
+    const LEN: usize = <u8 as Address>::MAX_MESSAGE_LEN;
+
+    #[test]
+    fn pump_sends_at_once_and_fires_timers_when_due_not_before() {
+        let hub = RefCell::new(MemoryHub::<2, 4, LEN>::new());
+        hub.borrow_mut().set_down(1, true); // the seed is gone
+        let mut link = MemoryTransport::new(&hub, 0);
+        let config = Config::default();
+        let timeout = config.request_timeout;
+        let start = Instant::from_millis(1);
+        let mut node: Node<u8> = Node::new(config, Key::hash(b"joiner"), 1, start);
+        node.bootstrap(start, &[1]).unwrap();
+        let mut buf = [0u8; LEN];
+        let mut events = 0;
+        let next = pump(&mut node, &mut link, start, &mut buf, |_| events += 1).unwrap();
+        assert_eq!(hub.borrow().dropped(), 1, "the PING to the seed went out");
+        assert!(next.is_some_and(|t| t <= start + timeout), "{next:?}");
+        let early = Instant::from_millis(start.as_millis() + timeout.as_millis() - 1);
+        pump(&mut node, &mut link, early, &mut buf, |_| events += 1).unwrap();
+        assert_eq!(node.metrics().timeouts, 0);
+        pump(&mut node, &mut link, start + timeout, &mut buf, |_| {
+            events += 1
+        })
+        .unwrap();
+        assert_eq!(node.metrics().timeouts, 1, "the seed's PING timed out");
+        assert_eq!(events, 1, "and the join ended");
+    }
+}
