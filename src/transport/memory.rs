@@ -138,6 +138,7 @@ mod tests {
         let hub = RefCell::new(MemoryHub::<3, 2, 8>::new());
         let mut a = MemoryTransport::new(&hub, 0);
         let mut b = MemoryTransport::new(&hub, 1);
+        assert_eq!((a.addr(), b.addr()), (0, 1));
         a.send(&1, b"one").unwrap();
         a.send(&1, b"two").unwrap();
         a.send(&1, b"three").unwrap(); // mailbox full

@@ -424,6 +424,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_say_what_happened_and_whether_the_link_goes_on() {
+        let frame: SerialError<u8> = SerialError::Frame(FrameError::Checksum);
+        let io: SerialError<u8> = SerialError::Io(5);
+        assert!(frame.is_recoverable());
+        assert!(!io.is_recoverable());
+        assert_eq!(format!("{frame}"), "frame checksum mismatch");
+        assert_eq!(format!("{io}"), "serial I/O error: 5");
+        assert_eq!(
+            format!("{}", FrameError::TooLong),
+            "frame longer than the buffer"
+        );
+    }
+
+    #[test]
     fn crc_matches_the_standard_check_value() {
         assert_eq!(crc16(b"123456789"), 0x29B1);
     }
