@@ -7,7 +7,8 @@ use std::convert::Infallible;
 use std::rc::Rc;
 
 use microkad::transport::serial::{
-    self, FrameDecoder, FrameError, SerialError, SerialTransport, encode_frame, frame_capacity,
+    self, FrameDecoder, FrameError, RX_CHUNK, SerialError, SerialTransport, encode_frame,
+    frame_capacity,
 };
 use microkad::transport::{Transport, pump};
 use microkad::{Config, Event, Instant, Key, Node, Record, Ttl};
@@ -161,6 +162,34 @@ fn garbage_is_rejected_with_typed_errors_and_the_next_frame_survives() {
         (s.malformed, s.checksum, s.too_short, s.frames_in),
         (1, 1, 1, 1)
     );
+}
+
+#[test]
+fn an_endless_stream_is_read_two_frames_at_a_time() {
+    let (_, mut b, raw) = link();
+    // No zero byte: one frame that never ends, always more to read.
+    let total = 100 * 128;
+    raw.inject(&vec![0x42; total]);
+    let mut buf = [0u8; 128];
+    let mut calls = 0;
+    loop {
+        let before = b.get_ref().rx.borrow().len();
+        if before == 0 {
+            break;
+        }
+        assert!(matches!(b.try_recv(&mut buf), Ok(None)));
+        calls += 1;
+        let read = before - b.get_ref().rx.borrow().len();
+        // Enough for two whole frames of the buffer's size, so that a frame
+        // behind garbage is not starved; bounded, so that the caller gets
+        // back to its timers.
+        assert!(
+            read >= before.min(2 * 128) && read <= 2 * 128 + RX_CHUNK,
+            "{read} bytes in call {calls}"
+        );
+    }
+    assert!(calls >= total / (2 * 128 + RX_CHUNK));
+    assert_eq!(b.stats().frames_in, 0);
 }
 
 #[test]
