@@ -1107,16 +1107,24 @@ fn newcomer_for_a_stale_full_bucket(
     (node, pinged)
 }
 
-#[test]
-fn an_eviction_probe_whose_contact_spoke_otherwise_keeps_it() {
-    let (mut node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
+/// The stale full bucket's newcomer, and the probe it causes: the oldest
+/// contact (address 10, id ...FF00) is pinged. Returns the node, the
+/// probe's txid and the oldest contact's id.
+fn probe_of_the_oldest() -> (common::TestNode, u32, Key) {
+    let (node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
     let [(10, probe_txid)] = pinged[..] else {
         panic!("{pinged:?}")
     };
-    // The oldest contact never answers the probe, but sends a request of its
-    // own while the probe is out: it is alive, the PONG was lost.
     let mut oldest = Key([0xFF; 32]);
     oldest.0[31] = 0;
+    (node, probe_txid, oldest)
+}
+
+#[test]
+fn an_eviction_probe_whose_contact_spoke_otherwise_keeps_it() {
+    let (mut node, probe_txid, oldest) = probe_of_the_oldest();
+    // The oldest contact never answers the probe, but sends a request of its
+    // own while the probe is out: it is alive, the PONG was lost.
     let probed_at = node.now();
     let asked_at = probed_at + Duration::from_millis(5);
     let ping = datagram(oldest, probe_txid.wrapping_add(1), 42, Body::Ping);
@@ -1163,13 +1171,7 @@ fn ping_before_evict_keeps_a_slot_for_a_reply_and_is_off_under_managed_connectio
 
 #[test]
 fn answers_to_probes_and_seeds_are_checked_and_counted() {
-    // A probe: the oldest contact (address 10, id ...FF00) is pinged.
-    let (mut node, pinged) = newcomer_for_a_stale_full_bucket(config(), 0);
-    let [(10, probe_txid)] = pinged[..] else {
-        panic!("{pinged:?}")
-    };
-    let mut oldest = Key([0xFF; 32]);
-    oldest.0[31] = 0;
+    let (mut node, probe_txid, oldest) = probe_of_the_oldest();
     let now = node.now();
     let pong = datagram(oldest, probe_txid, 42, Body::Pong);
     assert_eq!(
