@@ -141,3 +141,101 @@ fn pause(spins: &mut u32) {
         std::thread::yield_now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::ThreadId;
+
+    /// A partition that records every window it ran and on which thread.
+    struct Recorder {
+        name: usize,
+        windows: Vec<(u64, ThreadId)>,
+        /// Panics in the window that ends here.
+        panic_at: Option<u64>,
+    }
+
+    impl Recorder {
+        fn new(name: usize) -> Self {
+            Recorder {
+                name,
+                windows: Vec::new(),
+                panic_at: None,
+            }
+        }
+    }
+
+    impl Windowed for Recorder {
+        fn run_window(&mut self, end: u64) {
+            assert_ne!(self.panic_at, Some(end), "partition {} fails", self.name);
+            self.windows.push((end, std::thread::current().id()));
+        }
+    }
+
+    #[test]
+    fn every_partition_runs_each_window_once_and_comes_back_in_order() {
+        const HELPERS: usize = 3;
+        let crew = Crew::new(HELPERS);
+        let mut mine = Recorder::new(0);
+        let mut theirs: Vec<Recorder> = (1..=HELPERS).map(Recorder::new).collect();
+        std::thread::scope(|scope| {
+            let _dismiss = crew.start(scope);
+            for end in [10, 20, 35] {
+                crew.run(end, &mut mine, &mut theirs);
+            }
+        });
+        let names: Vec<usize> = theirs.iter().map(|part| part.name).collect();
+        assert_eq!(names, [1, 2, 3], "partitions return to the slots they left");
+        let me = std::thread::current().id();
+        assert_eq!(mine.windows, [(10, me), (20, me), (35, me)]);
+        let mut helper_threads = Vec::new();
+        for part in &theirs {
+            let ends: Vec<u64> = part.windows.iter().map(|&(end, _)| end).collect();
+            assert_eq!(ends, [10, 20, 35], "partition {}", part.name);
+            let thread = part.windows[0].1;
+            assert_ne!(thread, me, "a helper's partition runs on the helper");
+            assert!(
+                part.windows.iter().all(|&(_, t)| t == thread),
+                "a slot keeps its helper thread"
+            );
+            helper_threads.push(thread);
+        }
+        helper_threads.dedup();
+        assert_eq!(helper_threads.len(), HELPERS, "one thread per helper");
+    }
+
+    #[test]
+    fn a_helper_that_panics_stops_the_run_instead_of_hanging_it() {
+        let crew = Crew::new(2);
+        let mut mine = Recorder::new(0);
+        let mut theirs = vec![Recorder::new(1), Recorder::new(2)];
+        theirs[1].panic_at = Some(20);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|scope| {
+                let _dismiss = crew.start(scope);
+                crew.run(10, &mut mine, &mut theirs);
+                crew.run(20, &mut mine, &mut theirs);
+            })
+        }));
+        let message = outcome.expect_err("the helper's panic reaches the caller");
+        let text = message
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| message.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        assert!(text.contains("a simulator helper thread died"), "{text}");
+        assert_eq!(mine.windows.len(), 2, "this thread ran both windows");
+    }
+
+    #[test]
+    fn pause_spins_before_it_yields() {
+        let mut spins = 0;
+        for _ in 0..SPINS_BEFORE_YIELD + 5 {
+            pause(&mut spins);
+        }
+        assert_eq!(
+            spins, SPINS_BEFORE_YIELD,
+            "counts spins, then stops counting"
+        );
+    }
+}

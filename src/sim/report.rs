@@ -393,6 +393,74 @@ mod tests {
     }
 
     #[test]
+    fn dist_of_an_unsorted_sample_skips_nan() {
+        let d = Dist::of([7.0, f64::NAN, 1.0, 3.0, 2.0]);
+        assert_eq!(d.count, 4);
+        assert_eq!((d.min, d.max), (1.0, 7.0));
+        assert_eq!(d.mean, 13.0 / 4.0);
+        assert_eq!(
+            (d.median, d.p90),
+            (2.0, 7.0),
+            "nearest rank, not interpolated"
+        );
+        assert_eq!(
+            format!("{d:.2}"),
+            "mean 3.25  median 2.00  p90 7.00  max 7.00"
+        );
+        assert_eq!(format!("{d}"), "mean 3.2  median 2.0  p90 7.0  max 7.0");
+        let single = Dist::of([4.0]);
+        assert_eq!((single.median, single.p90, single.min), (4.0, 4.0, 4.0));
+    }
+
+    #[test]
+    fn op_kinds_are_named_as_in_the_csv() {
+        let names: Vec<String> = [OpKind::FindNode, OpKind::Get, OpKind::Put, OpKind::Join]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(names, ["find_node", "get", "put", "join"]);
+    }
+
+    #[test]
+    fn csv_row_of_every_field() {
+        let mut target = [0u8; 32];
+        target[..8].copy_from_slice(&[0xAB, 0x01, 0, 0, 0, 0, 0xFF, 0x10]);
+        let mut done = OpRecord::new(OpKind::Put, 42, Key(target), Instant::from_millis(1_500));
+        done.finished = Some(Instant::from_millis(1_750));
+        done.termination = Some(Termination::Converged);
+        done.stats = LookupStats {
+            requests: 9,
+            responses: 7,
+            timeouts: 2,
+            rounds: 4,
+            ..LookupStats::default()
+        };
+        done.returned = 3;
+        done.dead_returned = 1;
+        done.accuracy = Some(0.75);
+        done.success = true;
+        let mut refused = OpRecord::new(OpKind::Get, u32::MAX, Key::ZERO, Instant::from_millis(9));
+        refused.error = Some(OpError::Command(CommandError::Busy));
+        let mut gone = OpRecord::new(OpKind::Join, 5, Key::ZERO, Instant::ZERO);
+        gone.error = Some(OpError::NodeGone);
+        let mut out = Vec::new();
+        write_csv(&[done, refused, gone], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], OpRecord::CSV_HEADER);
+        assert_eq!(
+            lines[1],
+            "0,put,42,ab0100000000ff10,1500,250,9,7,2,4,Converged,3,1,0.7500,1,"
+        );
+        assert_eq!(lines[2], "1,get,,0000000000000000,9,,0,0,0,0,,0,0,,0,Busy");
+        assert_eq!(
+            lines[3],
+            "2,join,5,0000000000000000,0,,0,0,0,0,,0,0,,0,NodeGone"
+        );
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
     fn csv_row_shape() {
         let mut r = OpRecord::new(OpKind::FindNode, 3, Key::ZERO, Instant::from_millis(5));
         r.finished = Some(Instant::from_millis(105));
@@ -409,5 +477,124 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].starts_with("0,find_node,3,0000000000000000,5,100,"));
+    }
+
+    /// A summary whose every counter is distinct, scaled by `m`.
+    fn traffic(m: u64, kinds: usize) -> NetSummary {
+        NetSummary {
+            nodes_created: 1000 * m,
+            nodes_alive: 900 * m,
+            crashed: m,
+            left: 2 * m,
+            sent: 3 * m,
+            bytes_sent: 4 * m,
+            delivered: 5 * m,
+            lost: 6 * m,
+            refused: 7 * m,
+            to_dead: 8 * m,
+            exchanges_ok: 9 * m,
+            exchanges_failed: 10 * m,
+            rejected: 11 * m,
+            per_kind: (0..kinds as u64)
+                .map(|i| (m * (i + 1), m * 100 * (i + 1)))
+                .collect(),
+            removed: (12 * m, 13 * m),
+            timers: 14 * m,
+            now: Instant::from_millis(15 * m),
+        }
+    }
+
+    #[test]
+    fn adding_summaries_adds_traffic_and_keeps_node_counts_and_time() {
+        let mut total = traffic(1, 2);
+        total.add(&traffic(10, 3));
+        let mut want = traffic(11, 3);
+        want.nodes_created = 1000;
+        want.nodes_alive = 900;
+        want.now = Instant::from_millis(15);
+        // The third kind came only from the other summary.
+        want.per_kind[2] = (30, 3000);
+        assert_eq!(total, want);
+        // A shorter list added to a longer one keeps the longer one's tail.
+        let mut long = traffic(1, 3);
+        long.add(&traffic(1, 1));
+        assert_eq!(long.per_kind, [(2, 200), (2, 200), (3, 300)]);
+    }
+
+    #[test]
+    fn network_summary_prints_every_counter() {
+        let mut summary = traffic(1, MessageKind::COUNT + 1);
+        summary.per_kind[1] = (0, 0);
+        let text = summary.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "nodes           : 900 alive, 1000 created, 1 crashed, 2 left"
+        );
+        assert_eq!(
+            lines[1],
+            "datagrams       : 3 sent, 5 delivered, 6 lost (slow), 7 refused (fast), 8 to dead nodes"
+        );
+        assert_eq!(lines[2], "bytes on wire   : 4 (1.3 per datagram)");
+        assert_eq!(
+            lines[3],
+            "exchanges       : 9 successful, 10 failed, 11 datagrams rejected"
+        );
+        assert!(
+            lines[4].starts_with("by type         : Ping 1 (100 B), FindNode 3 (300 B), "),
+            "a kind with no datagram is left out: {}",
+            lines[4]
+        );
+        let unknown = MessageKind::COUNT + 1;
+        assert!(
+            lines[4].ends_with(&format!(
+                ", type {} {unknown} ({} B)",
+                MessageKind::COUNT,
+                unknown * 100
+            )),
+            "{}",
+            lines[4]
+        );
+        assert_eq!(
+            lines[5],
+            "contacts removed: 12 dead, 13 alive (false positives)"
+        );
+        assert_eq!(lines[6], "virtual time    : 0.0 s (14 timers fired)");
+        assert_eq!(lines.len(), 7);
+        let idle = NetSummary::default().to_string();
+        assert!(
+            idle.contains("bytes on wire   : 0 (0.0 per datagram)"),
+            "{idle}"
+        );
+    }
+
+    #[test]
+    fn operation_summary_counts_failures_and_exact_answers() {
+        let record = |finished: Option<u64>, success: bool, accuracy: Option<f64>, rounds: u16| {
+            let mut r = OpRecord::new(OpKind::FindNode, 1, Key::ZERO, Instant::from_millis(100));
+            r.finished = finished.map(Instant::from_millis);
+            r.success = success;
+            r.accuracy = accuracy;
+            r.stats.rounds = rounds;
+            r.stats.requests = rounds * 3;
+            r.stats.timeouts = rounds - 1;
+            r
+        };
+        let records = [
+            record(Some(300), true, Some(1.0), 2),
+            record(Some(500), true, Some(0.5), 4),
+            record(None, false, None, 9),
+            record(Some(200), false, Some(1.0), 6),
+        ];
+        let summary = OpSummary::of(&records);
+        assert_eq!((summary.count, summary.failed, summary.exact), (4, 2, 2));
+        // The record that never finished counts in no distribution but accuracy's.
+        assert_eq!(summary.latency_ms, Dist::of([200.0, 400.0, 100.0]));
+        assert_eq!(summary.hops, Dist::of([2.0, 4.0, 6.0]));
+        assert_eq!(summary.requests, Dist::of([6.0, 12.0, 18.0]));
+        assert_eq!(summary.timeouts, Dist::of([1.0, 3.0, 5.0]));
+        assert_eq!(summary.accuracy, Dist::of([1.0, 0.5, 1.0]));
+        assert_eq!(records[0].latency_ms(), Some(200));
+        assert_eq!(records[2].latency_ms(), None);
     }
 }
