@@ -214,5 +214,73 @@ mod tests {
         a.send(&nowhere, b"x").unwrap();
         assert_eq!(a.stats().send_errors, 1);
         assert_eq!(a.stats().datagrams_out, 1);
+        assert_eq!(
+            b.stats(),
+            &UdpStats {
+                datagrams_in: 1,
+                ..UdpStats::default()
+            }
+        );
+    }
+
+    #[test]
+    fn waiting_reports_a_datagram_already_there_and_keeps_it() {
+        let mut a = UdpTransport::bind("127.0.0.1:0").unwrap();
+        let mut b = UdpTransport::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        a.send(&to, b"one").unwrap();
+        a.send(&to, b"two").unwrap();
+        assert!(b.wait(None).unwrap(), "no limit: returns once one is there");
+        assert!(
+            b.wait(Some(Duration::ZERO)).unwrap(),
+            "a zero timeout only checks"
+        );
+        assert!(b.wait(Some(Duration::from_nanos(1))).unwrap());
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        while let Some((len, _)) = b.try_recv(&mut buf).unwrap() {
+            got.push(buf[..len].to_vec());
+        }
+        assert_eq!(
+            got,
+            [b"one".to_vec(), b"two".to_vec()],
+            "waiting consumed nothing"
+        );
+        assert_eq!(b.stats().datagrams_in, 2);
+    }
+
+    #[test]
+    fn waiting_blocks_until_a_datagram_arrives() {
+        let a = UdpTransport::bind("127.0.0.1:0").unwrap();
+        let mut b = UdpTransport::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        for timeout in [None, Some(Duration::from_secs(30))] {
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    a.socket().send_to(b"late", to).unwrap();
+                });
+                assert!(b.wait(timeout).unwrap(), "{timeout:?}");
+            });
+            let mut buf = [0u8; 8];
+            assert_eq!(b.try_recv(&mut buf).unwrap().map(|(len, _)| len), Some(4));
+        }
+    }
+
+    #[test]
+    fn the_socket_handed_back_is_the_bound_one() {
+        let transport = UdpTransport::bind("127.0.0.1:0").unwrap();
+        let addr = transport.local_addr().unwrap();
+        assert_eq!(transport.socket().local_addr().unwrap(), addr);
+        let socket = transport.into_inner();
+        assert_eq!(socket.local_addr().unwrap(), addr);
+        let mut buf = [0u8; 4];
+        let empty = socket.recv_from(&mut buf).unwrap_err();
+        assert_eq!(empty.kind(), ErrorKind::WouldBlock, "still non-blocking");
+        assert!(is_icmp_report(&io::Error::from(
+            ErrorKind::ConnectionRefused
+        )));
+        assert!(is_icmp_report(&io::Error::from(ErrorKind::ConnectionReset)));
+        assert!(!is_icmp_report(&io::Error::from(ErrorKind::WouldBlock)));
     }
 }
