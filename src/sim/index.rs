@@ -212,9 +212,13 @@ mod tests {
     #[test]
     fn tables_match_brute_force() {
         let keys = sorted_keys(9, 1500);
-        let (k, b) = (4, 12);
         let mut scratch = Vec::new();
-        for pos in [0, 1, 700, 1499] {
+        // With 12 buckets the last one is nearly always empty; with 3 or 1
+        // it holds hundreds of ids, this node's own among them.
+        for (k, b, pos) in [0, 1, 700, 1499]
+            .into_iter()
+            .flat_map(|pos| [(4, 12, pos), (4, 3, pos), (20, 1, pos)])
+        {
             let me = keys[pos];
             let mut got: Vec<Vec<usize>> = vec![Vec::new(); b];
             table_of(&keys, pos, k, b, &mut scratch, |bucket, i| {
@@ -227,9 +231,25 @@ mod tests {
                 members.sort_by_key(|&i| keys[i].distance(&me));
                 members.truncate(k);
                 got.sort_by_key(|&i| keys[i].distance(&me));
-                assert_eq!(*got, members, "pos={pos} bucket={bucket}");
+                assert_eq!(*got, members, "pos={pos} k={k} b={b} bucket={bucket}");
             }
         }
+    }
+
+    #[test]
+    fn equal_ids_are_taken_as_many_as_asked() {
+        // Past the last bit the ids of a range are equal: any of them will do.
+        let mut keys = vec![Key([7; 32]); 5];
+        keys.insert(0, Key::ZERO);
+        let mut out = Vec::new();
+        closest_in_range(&keys, 0, keys.len(), 0, &Key([7; 32]), 2, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|&i| keys[i] == Key([7; 32])), "{out:?}");
+        out.clear();
+        closest_in_range(&keys, 0, keys.len(), 0, &Key::ZERO, 3, &mut out);
+        out.sort_unstable();
+        assert_eq!(out[0], 0, "the one distinct id is the closest to itself");
+        assert_eq!(out.len(), 3);
     }
 
     #[test]
