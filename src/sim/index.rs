@@ -258,6 +258,8 @@ mod tests {
         let pairs: Vec<(Key, u32)> = (0..100).map(|i| (Key::random(&mut rng), i)).collect();
         let mut index = KeyIndex::build(pairs.clone());
         assert_eq!(index.len(), 100);
+        assert!(!index.is_empty());
+        assert!(KeyIndex::default().is_empty());
         let target = pairs[10].0;
         let mut out = Vec::new();
         index.closest(&target, 3, &mut out);

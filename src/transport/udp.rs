@@ -267,6 +267,59 @@ mod tests {
         }
     }
 
+    /// A transport whose socket is connected to a port nobody listens on,
+    /// so that Linux reports the ICMP "port unreachable" of a send to it on
+    /// the socket (an unconnected socket does not hear of it).
+    fn connected_to_a_closed_port() -> (UdpTransport, SocketAddr) {
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(closed).unwrap();
+        (UdpTransport::from_socket(socket).unwrap(), closed)
+    }
+
+    #[test]
+    fn a_report_of_an_earlier_send_is_skipped_and_counted() {
+        let (mut transport, closed) = connected_to_a_closed_port();
+        transport.send(&closed, b"anyone?").unwrap();
+        let mut buf = [0u8; 8];
+        // Loopback reports at once, but give the report a moment if not.
+        for _ in 0..100 {
+            assert_eq!(transport.try_recv(&mut buf).unwrap(), None);
+            if transport.stats().recv_errors > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            transport.stats(),
+            &UdpStats {
+                datagrams_out: 1,
+                recv_errors: 1,
+                ..UdpStats::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_of_an_earlier_send_wakes_the_waiter() {
+        let (mut transport, closed) = connected_to_a_closed_port();
+        transport.send(&closed, b"anyone?").unwrap();
+        assert!(transport.wait(Some(Duration::from_secs(30))).unwrap());
+        let (mut transport, closed) = connected_to_a_closed_port();
+        transport.send(&closed, b"anyone?").unwrap();
+        // Only checking: the report may not be there yet.
+        for _ in 0..100 {
+            if transport.wait(Some(Duration::ZERO)).unwrap() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no report of the refused datagram within a second");
+    }
+
     #[test]
     fn the_socket_handed_back_is_the_bound_one() {
         let transport = UdpTransport::bind("127.0.0.1:0").unwrap();
