@@ -386,3 +386,85 @@ fn a_crash_before_a_queued_start_ends_the_operation() {
     assert_eq!(sim.ops()[op].error, Some(OpError::NodeGone));
     assert!(sim.ops()[other].success, "{:?}", sim.ops()[other]);
 }
+
+#[test]
+fn single_nodes_are_driven_through_the_public_api() {
+    use microkad::Key;
+    use microkad::sim::value_for;
+
+    let mut sim = Sim::new(config(5));
+    sim.init_global(200, &());
+    // A node added by hand knows nobody until its join runs, but global
+    // knowledge has it at once.
+    let newcomer = sim.add_node();
+    assert_eq!(newcomer, 200);
+    assert!(sim.is_alive(newcomer));
+    assert!(sim.node(newcomer).unwrap().routing_table().is_empty());
+    assert_eq!(sim.true_closest(&sim.id_of(newcomer), 1), [newcomer]);
+    let join = sim.schedule(sim.now(), Op::Join { node: newcomer });
+    sim.run_until_done(&());
+    let record = &sim.ops()[join];
+    assert!(record.kind == OpKind::Join && record.success, "{record:?}");
+    assert!(sim.node(newcomer).unwrap().routing_table().len() >= 4);
+
+    // The true closest are the brute-force closest, closest first.
+    let target = Key::hash(b"somewhere");
+    let mut all: Vec<u32> = (0..=newcomer).collect();
+    all.sort_by(|&a, &b| target.cmp_distance(&sim.id_of(a), &sim.id_of(b)));
+    assert_eq!(sim.true_closest(&target, 6), all[..6]);
+    sim.crash(all[0]);
+    assert_eq!(
+        sim.true_closest(&target, 5),
+        all[1..6],
+        "the dead are left out"
+    );
+    assert!(sim.node_mut(all[0]).is_none());
+    assert!(sim.node_mut(newcomer + 1).is_none(), "never created");
+    sim.flush(newcomer + 1);
+
+    // A command given to a node directly enters the network at `flush`.
+    let asker = all[150];
+    let sent_before = sim.summary().sent;
+    let now = sim.now();
+    sim.node_mut(asker).unwrap().find_node(now, target).unwrap();
+    assert_eq!(
+        sim.summary().sent,
+        sent_before,
+        "nothing sent before the flush"
+    );
+    sim.flush(asker);
+    assert_eq!(sim.summary().sent, sent_before + 3, "α = 3 requests");
+    let heard_before = sim.node(asker).unwrap().metrics().datagrams_in;
+    sim.run_until(now + Duration::from_secs(30));
+    assert!(sim.node(asker).unwrap().metrics().datagrams_in >= heard_before + 3);
+
+    // Values are derived from their keys.
+    let key = Key([3; 32]);
+    assert_eq!(value_for(&key, 40), [3; 40]);
+    let mut counting = [0u8; 32];
+    counting
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    let value = value_for(&Key(counting), 40);
+    assert_eq!(value[..32], counting);
+    assert_eq!(value[32..], counting[..8], "the key repeats");
+
+    assert!(!Churn::default().is_active());
+    for churn in [
+        Churn {
+            crash_per_sec: 0.1,
+            ..Churn::default()
+        },
+        Churn {
+            leave_per_sec: 0.1,
+            ..Churn::default()
+        },
+        Churn {
+            join_per_sec: 0.1,
+            ..Churn::default()
+        },
+    ] {
+        assert!(churn.is_active(), "{churn:?}");
+    }
+}
