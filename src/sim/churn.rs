@@ -758,4 +758,190 @@ mod tests {
         assert_eq!(managed.puts_ok, scenario.values);
         assert_eq!(managed.values_found, scenario.values);
     }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn detection_sorts_each_removal_by_how_the_node_went_and_who_held_it() {
+        use RemovalReason::*;
+        let mut d = Detection {
+            track_holders: true,
+            ..Detection::default()
+        };
+        d.departed(1, at(1_000), Departure::Crash, Some(vec![10, 11, 12]));
+        d.departed(2, at(2_000), Departure::Leave, Some(vec![10, 11, 12, 13]));
+        // The first record wins: the crash that ends a leave changes nothing.
+        d.departed(2, at(2_500), Departure::Crash, Some(vec![]));
+        assert_eq!(d.departure(2), Some((at(2_000), Departure::Leave)));
+        assert_eq!(d.departure(3), None);
+        assert_eq!(d.departures(), (1, 1));
+        assert_eq!(d.undetected(), (3, 4));
+
+        d.removed(at(4_000), 10, 1, Dead);
+        d.removed(at(5_500), 11, 1, Unresponsive);
+        d.removed(at(6_000), 20, 1, Dead); // took it in after the crash
+        d.removed(at(9_000), 10, 3, Dead); // never departed: ignored
+        d.removed(at(2_040), 10, 2, Left);
+        d.removed(at(7_000), 11, 2, Unresponsive); // its LEAVE missed 11
+        d.removed(at(8_000), 12, 2, Refused);
+        assert_eq!(d.crash_delays, [3_000, 4_500]);
+        assert_eq!(d.late_delays, [5_000]);
+        assert_eq!(d.leave_delays, [40]);
+        assert_eq!(d.leave_missed_delays, [5_000]);
+        assert_eq!(d.other, 1);
+        // Table 12 still holds the crashed node, table 13 the one that left.
+        assert_eq!(d.undetected(), (1, 1));
+        assert_eq!(d.undetected_before(at(1_999)), (1, 0));
+        assert_eq!(d.undetected_before(at(2_000)), (1, 1));
+        assert_eq!(d.undetected_before(at(999)), (0, 0));
+        // A holder counts once: a second removal by table 10 is a late one.
+        d.removed(at(9_000), 10, 1, Dead);
+        assert_eq!(d.late_delays, [5_000, 8_000]);
+        let crash = d.crash_secs();
+        assert_eq!((crash.count, crash.min, crash.max), (2, 3.0, 4.5));
+        assert_eq!(d.leave_secs().max, 0.04);
+    }
+
+    #[test]
+    fn untracked_detection_counts_every_removal() {
+        let mut d = Detection::default();
+        d.departed(1, at(100), Departure::Crash, None);
+        d.removed(at(300), 5, 1, RemovalReason::Unresponsive);
+        d.removed(at(700), 6, 1, RemovalReason::Dead);
+        assert_eq!(d.crash_delays, [200, 600]);
+        assert!(d.late_delays.is_empty());
+        assert_eq!(d.undetected(), (0, 0), "nothing known of the holders");
+    }
+
+    /// A report of 100 live nodes over 10 s with 8 table entries each.
+    fn report_with_traffic() -> ChurnReport {
+        let mut r = ChurnReport {
+            live_nodes: 100.0,
+            entries_per_node: 8.0,
+            node_seconds: 1_000.0,
+            user_lookup_bytes: 1_500.0,
+            ..ChurnReport::default()
+        };
+        let traffic = [
+            (MessageKind::Ping, 10, 400),
+            (MessageKind::Pong, 10, 600),
+            (MessageKind::Refused, 1, 30),
+            (MessageKind::Leave, 2, 50),
+            (MessageKind::Down, 1, 70),
+            (MessageKind::FindNode, 20, 1_000),
+            (MessageKind::Nodes, 20, 3_000),
+            (MessageKind::Store, 4, 800),
+            (MessageKind::StoreAck, 4, 100),
+            (MessageKind::GiveValue, 1, 100),
+        ];
+        for (kind, datagrams, bytes) in traffic {
+            r.datagrams[kind as usize] = datagrams;
+            r.bytes[kind as usize] = bytes;
+        }
+        r.census = vec![
+            TableCensus {
+                at: at(0),
+                nodes: 100,
+                entries: 800,
+                stale: 0,
+            },
+            TableCensus {
+                at: at(10_000),
+                nodes: 100,
+                entries: 800,
+                stale: 200,
+            },
+        ];
+        r
+    }
+
+    #[test]
+    fn churn_report_splits_bytes_into_liveness_refresh_and_records() {
+        let r = report_with_traffic();
+        assert_eq!(r.liveness_bytes(), 1_150.0);
+        assert_eq!(
+            r.refresh_bytes(),
+            2_500.0,
+            "lookup bytes less the scenario's own"
+        );
+        assert_eq!(r.record_bytes(), 1_000.0);
+        assert_eq!(r.maintenance_bytes(), 4_650.0);
+        assert_eq!(r.total_bytes(), 6_150.0);
+        assert_eq!(r.per_node_sec(r.total_bytes()), 6.15);
+        assert_eq!(r.message_size(MessageKind::Nodes), 150.0);
+        assert_eq!(r.message_size(MessageKind::Value), 0.0, "none sent");
+        assert_eq!(r.ping_pong_per_entry_sec(), 1_000.0 / 8_000.0);
+        assert_eq!(r.alive_share(), 0.875, "the mean of 1 and 0.75");
+        assert_eq!(TableCensus::default().alive_share(), 1.0, "no entries");
+        let mut lookups_only = ChurnReport::default();
+        lookups_only.bytes[MessageKind::Nodes as usize] = 100;
+        lookups_only.user_lookup_bytes = 150.0;
+        assert_eq!(
+            lookups_only.refresh_bytes(),
+            0.0,
+            "an estimate above the total"
+        );
+        assert_eq!(ChurnReport::default().alive_share(), 0.0, "no census");
+    }
+
+    #[test]
+    fn churn_report_row_and_details_show_the_figures() {
+        let mut r = report_with_traffic();
+        r.key_lookups = 8;
+        r.key_lookups_nearest = 6;
+        r.values = 40;
+        r.values_found = 40;
+        r.detection.departed(1, at(0), Departure::Crash, None);
+        r.detection.removed(at(2_000), 5, 1, RemovalReason::Dead);
+        let header = ChurnReport::header();
+        let row = r.row("managed", 4);
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(header.split_whitespace().next(), Some("mode"));
+        assert_eq!(
+            cells,
+            [
+                "managed", "87.5%", "3.50", "2.0/2.0", "-", "75.0%", "-", "100.0%", "200", "1.15",
+                "2.50", "1.00", "4.65", "6.15", "0.125"
+            ]
+        );
+        let details = r.details("managed");
+        for expected in [
+            "[managed]",
+            "100 live on average, 8.0 table entries each; 1 crashed, 0 left",
+            "bucket accuracy: mean 0.8750 (min 0.7500, max 1.0000) over 2 samples",
+            "crash detection: mean 2.0  median 2.0  p90 2.0  max 2.0 s over 1 removals",
+            "8 of random keys, 6 returned the nearest live node",
+            "40 put (0 stored), 40 found after the churn",
+            "Ping 0.400 (40 B each)",
+            "scenario lookups and joins (FIND_NODE + NODES, estimated): 1.500 B/node/s",
+        ] {
+            assert!(details.contains(expected), "{expected:?} in\n{details}");
+        }
+        let by_type = details
+            .lines()
+            .find(|l| l.contains("by type"))
+            .expect("a line by message type");
+        assert_eq!(
+            by_type.matches(" B each)").count(),
+            10,
+            "types never sent are left out"
+        );
+    }
+
+    #[test]
+    fn kind_delta_subtracts_per_type_counts() {
+        let before = NetSummary {
+            per_kind: vec![(1, 10), (2, 20)],
+            ..NetSummary::default()
+        };
+        let after = NetSummary {
+            per_kind: vec![(4, 40), (2, 20), (5, 50)],
+            ..NetSummary::default()
+        };
+        let (bytes, datagrams) = kind_delta(&after, &before);
+        assert_eq!((bytes[0], bytes[1], bytes[2], bytes[3]), (30, 0, 50, 0));
+        assert_eq!((datagrams[0], datagrams[2]), (3, 5));
+    }
 }
