@@ -585,15 +585,16 @@ mod tests {
             record(Some(500), true, Some(0.5), 4),
             record(None, false, None, 9),
             record(Some(200), false, Some(1.0), 6),
+            record(Some(150), true, Some(1.0), 1),
         ];
         let summary = OpSummary::of(&records);
-        assert_eq!((summary.count, summary.failed, summary.exact), (4, 2, 2));
+        assert_eq!((summary.count, summary.failed, summary.exact), (5, 2, 3));
         // The record that never finished counts in no distribution but accuracy's.
-        assert_eq!(summary.latency_ms, Dist::of([200.0, 400.0, 100.0]));
-        assert_eq!(summary.hops, Dist::of([2.0, 4.0, 6.0]));
-        assert_eq!(summary.requests, Dist::of([6.0, 12.0, 18.0]));
-        assert_eq!(summary.timeouts, Dist::of([1.0, 3.0, 5.0]));
-        assert_eq!(summary.accuracy, Dist::of([1.0, 0.5, 1.0]));
+        assert_eq!(summary.latency_ms, Dist::of([200.0, 400.0, 100.0, 50.0]));
+        assert_eq!(summary.hops, Dist::of([2.0, 4.0, 6.0, 1.0]));
+        assert_eq!(summary.requests, Dist::of([6.0, 12.0, 18.0, 3.0]));
+        assert_eq!(summary.timeouts, Dist::of([1.0, 3.0, 5.0, 0.0]));
+        assert_eq!(summary.accuracy, Dist::of([1.0, 0.5, 1.0, 1.0]));
         assert_eq!(records[0].latency_ms(), Some(200));
         assert_eq!(records[2].latency_ms(), None);
     }
