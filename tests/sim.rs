@@ -468,3 +468,66 @@ fn single_nodes_are_driven_through_the_public_api() {
         assert!(churn.is_active(), "{churn:?}");
     }
 }
+
+/// Each datagram draws its own loss and delay: the shares lost and refused
+/// come out as configured, no node is cut off whole, and a request and its
+/// answer take between twice the shortest and twice the longest delay.
+#[test]
+fn every_datagram_is_lost_or_delayed_on_its_own_draw() {
+    let run = |loss: f64, delay: (u64, u64), end: LookupEnd| {
+        let mut cfg = config(12);
+        cfg.loss = loss;
+        cfg.fast_share = 0.25;
+        (cfg.delay_min, cfg.delay_max) = delay;
+        cfg.node.alpha = 1;
+        cfg.node.beta = 1;
+        cfg.node.lookup_end = end;
+        let mut sim = Sim::new(cfg);
+        sim.init_global(1_000, &());
+        let lookups = sim.plan_lookups(400, Duration::from_millis(5));
+        sim.run_until_done(&());
+        (sim.ops()[lookups].to_vec(), sim.summary())
+    };
+
+    // Verified lookups ask on until their candidates run out, so only a
+    // node cut off whole would hear no answer at all.
+    let (records, s) = run(0.3, (10, 100), LookupEnd::Verified);
+    let failed = (s.lost + s.refused) as f64;
+    let loss = failed / s.sent as f64;
+    assert!(
+        s.sent > 4_000 && (0.27..0.33).contains(&loss),
+        "{loss} of {s}"
+    );
+    let fast = s.refused as f64 / failed;
+    assert!(
+        (0.20..0.30).contains(&fast),
+        "{fast} of the failures refused"
+    );
+    // A node whose every datagram were lost would never hear an answer.
+    let unanswered = records.iter().filter(|r| r.stats.responses == 0).count();
+    assert!(unanswered <= 4, "{unanswered} of 400 lookups heard nothing");
+
+    for delay in [(40, 40), (10, 100)] {
+        // One request at a time and no final sweep: a lookup's latency is
+        // the sum of its round trips.
+        let (records, s) = run(0.0, delay, LookupEnd::Unverified);
+        assert_eq!(s.sent, s.delivered);
+        let mut per_exchange = Vec::new();
+        for r in &records {
+            let latency = r.latency_ms().unwrap();
+            let requests = u64::from(r.stats.requests);
+            assert!(
+                (2 * delay.0 * requests..=2 * delay.1 * requests).contains(&latency),
+                "{delay:?}: {r:?}"
+            );
+            per_exchange.push(latency as f64 / requests as f64);
+        }
+        // Uniform delays: a round trip takes delay_min + delay_max on average.
+        let mean = per_exchange.iter().sum::<f64>() / per_exchange.len() as f64;
+        let expected = (delay.0 + delay.1) as f64;
+        assert!(
+            (mean - expected).abs() < 0.05 * expected,
+            "{delay:?}: mean {mean}"
+        );
+    }
+}

@@ -642,3 +642,61 @@ fn is_response(kind: u8) -> bool {
         .get(kind as usize)
         .is_some_and(|k| k.is_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_are_unique_and_timers_come_after_datagrams() {
+        let senders = [0, 1, 5, (1 << ADDR_BITS) - 1];
+        let counts = [0, 1, 2, 1 << 20];
+        let mut ranks: Vec<u64> = senders
+            .iter()
+            .flat_map(|&from| counts.iter().map(move |&n| datagram_rank(from, n)))
+            .collect();
+        // A sender's datagrams keep their order, whoever sent them.
+        assert!(datagram_rank(5, 1) < datagram_rank(5, 2));
+        assert!(datagram_rank(5, 1) < datagram_rank(0, 2));
+        assert!(datagram_rank(0, 0) < datagram_rank(1, 0));
+        let timers: Vec<u64> = senders.iter().map(|&a| timer_rank(a)).collect();
+        let latest_datagram = *ranks.iter().max().unwrap();
+        assert!(timers.iter().all(|&t| t > latest_datagram), "{timers:x?}");
+        ranks.extend(&timers);
+        let all = ranks.len();
+        ranks.sort_unstable();
+        ranks.dedup();
+        assert_eq!(ranks.len(), all, "no two events share a rank");
+    }
+
+    #[test]
+    fn scheduled_entries_are_equal_when_they_tie_in_order() {
+        let entry = |at, seq, node| Scheduled {
+            at,
+            seq,
+            action: Action::Timer(node),
+        };
+        assert_eq!(entry(5, 1, 0), entry(5, 1, 9), "the action is not compared");
+        assert_ne!(entry(5, 1, 0), entry(5, 2, 0));
+        assert_ne!(entry(5, 1, 0), entry(6, 1, 0));
+        // A max-heap pops the earliest first.
+        assert!(entry(5, 9, 0) > entry(6, 0, 0));
+        assert!(entry(5, 1, 0) > entry(5, 2, 0));
+    }
+
+    #[test]
+    fn the_packet_pool_reuses_released_slots() {
+        let mut pool = PacketPool::new();
+        let a = pool.alloc();
+        let b = pool.alloc();
+        assert_ne!(a, b);
+        pool.buf_mut(b)[..3].copy_from_slice(b"abc");
+        pool.lens[b as usize] = 3;
+        assert_eq!(pool.get(b), b"abc");
+        assert_eq!(pool.buf_mut(a).len(), SLOT);
+        pool.release(a);
+        assert_eq!(pool.alloc(), a, "a released slot is taken again");
+        assert_eq!(pool.data.len(), 2 * SLOT, "and the arena did not grow");
+        assert_eq!(pool.get(b), b"abc");
+    }
+}
