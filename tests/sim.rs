@@ -531,3 +531,35 @@ fn every_datagram_is_lost_or_delayed_on_its_own_draw() {
         );
     }
 }
+
+/// Operations started at the same moment on random nodes count the lookup
+/// slots of the starts already queued for a node, so that each goes where a
+/// slot is free instead of failing `Busy` when its window begins.
+#[test]
+fn simultaneous_operations_spread_over_free_lookup_slots() {
+    use microkad::CommandError;
+
+    const SLOTS: usize = 3; // `Sim`'s L
+    let mut sim = Sim::new(config(6));
+    sim.init_global(4, &());
+    let at = sim.now() + Duration::from_millis(10);
+    let ops: Vec<usize> = (0..4 * SLOTS + 2)
+        .map(|i| {
+            let target = microkad::Key::hash(&i.to_le_bytes());
+            sim.schedule(at, Op::FindNode { node: None, target })
+        })
+        .collect();
+    sim.run_until_done(&());
+    let mut per_node = [0; 4];
+    let mut busy = 0;
+    for &op in &ops {
+        let r = &sim.ops()[op];
+        match r.error {
+            None => per_node[r.node as usize] += 1,
+            Some(OpError::Command(CommandError::Busy)) => busy += 1,
+            Some(e) => panic!("{e:?} in {r:?}"),
+        }
+    }
+    assert_eq!(per_node, [SLOTS; 4], "every slot of every node taken");
+    assert_eq!(busy, 2, "and the rest refused");
+}
