@@ -563,3 +563,38 @@ fn simultaneous_operations_spread_over_free_lookup_slots() {
     assert_eq!(per_node, [SLOTS; 4], "every slot of every node taken");
     assert_eq!(busy, 2, "and the rest refused");
 }
+
+/// Progress reaches its total in each long phase, and a second global
+/// initialisation builds a network of its own beside the first.
+#[test]
+fn progress_ends_at_its_total_and_global_inits_stay_apart() {
+    use std::sync::Mutex;
+
+    let seen = Mutex::new(Vec::new());
+    let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let mut sim = Sim::new(config(8));
+    sim.init_global(150, &progress);
+    let reports = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(reports.last(), Some(&(450, 450)), "{reports:?}");
+    assert!(reports.iter().all(|&(done, total)| done <= total));
+
+    sim.init_global(150, &());
+    assert_eq!(sim.live_count(), 300);
+    let first = |addr: u32| addr < 150;
+    for addr in [0, 77, 149, 150, 222, 299] {
+        let table = sim.node(addr).unwrap().routing_table();
+        assert!(table.len() >= 4, "{addr}");
+        assert!(
+            table.iter().all(|c| first(c.peer.addr) == first(addr)),
+            "node {addr} knows only its own network"
+        );
+        assert_eq!(sim.true_closest(&sim.id_of(addr), 1), [addr]);
+    }
+
+    let lookups = sim.plan_lookups(20, Duration::from_millis(5));
+    sim.run_until_done(&progress);
+    let reports = seen.into_inner().unwrap();
+    assert_eq!(reports.last(), Some(&(20, 20)), "{reports:?}");
+    assert!(reports.windows(2).all(|w| w[0].0 < w[1].0), "{reports:?}");
+    assert!(sim.ops()[lookups].iter().all(|r| r.success));
+}
