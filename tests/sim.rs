@@ -79,6 +79,8 @@ fn same_seed_same_run_bit_for_bit() {
     assert_eq!(csv_a, csv_b);
     // The run really was busy, and another seed gives another run.
     assert!(sum_a.lost > 0 && sum_a.refused > 0, "{sum_a}");
+    // Datagrams reached crashed nodes, and node timers fired.
+    assert!(sum_a.to_dead > 0 && sum_a.timers > 0, "{sum_a}");
     assert!(
         sum_a.crashed > 0 && sum_a.left > 0 && sum_a.nodes_created > 400,
         "{sum_a}"
