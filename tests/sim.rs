@@ -449,11 +449,7 @@ fn single_nodes_are_driven_through_the_public_api() {
     // Values are derived from their keys.
     let key = Key([3; 32]);
     assert_eq!(value_for(&key, 40), [3; 40]);
-    let mut counting = [0u8; 32];
-    counting
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = i as u8);
+    let counting: [u8; 32] = std::array::from_fn(|i| i as u8);
     let value = value_for(&Key(counting), 40);
     assert_eq!(value[..32], counting);
     assert_eq!(value[32..], counting[..8], "the key repeats");
