@@ -944,4 +944,43 @@ mod tests {
         assert_eq!((bytes[0], bytes[1], bytes[2], bytes[3]), (30, 0, 50, 0));
         assert_eq!((datagrams[0], datagrams[2]), (3, 5));
     }
+
+    #[test]
+    fn a_crash_is_tracked_in_every_table_that_holds_the_node() {
+        type Sim = Simulator<Store, 4, 20, 3, 12, 0>;
+        let mut sim = Sim::new(config(Maintenance::Off));
+        sim.init_global(60, &());
+        let table_len = |sim: &Sim, a: Addr| sim.node(a).map_or(0, |n| n.routing_table().len());
+        // Live tables that name `gone`.
+        let holders_of = |sim: &Sim, gone: Addr| {
+            (0..60)
+                .filter_map(|a| sim.node(a))
+                .filter(|n| n.routing_table().iter().any(|c| c.peer.addr == gone))
+                .count()
+        };
+        let entries: usize = (0..60).map(|a| table_len(&sim, a)).sum();
+        let before = sim.table_census();
+        assert_eq!(
+            (before.nodes, before.entries, before.stale),
+            (60, entries, 0)
+        );
+
+        let dropped = table_len(&sim, 7) + table_len(&sim, 8);
+        sim.crash(7);
+        assert_eq!(sim.detection().undetected(), (0, 0), "holders not tracked");
+        sim.track_holders();
+        let holders = holders_of(&sim, 8);
+        sim.crash(8);
+        assert!(holders > 0);
+        assert_eq!(sim.detection().undetected(), (holders, 0));
+        let after = sim.table_census();
+        let stale = holders_of(&sim, 7) + holders_of(&sim, 8);
+        assert!(stale > holders);
+        assert_eq!((after.nodes, after.stale), (58, stale));
+        assert_eq!(
+            after.entries,
+            entries - dropped,
+            "the dead's own tables are gone"
+        );
+    }
 }
