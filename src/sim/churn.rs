@@ -754,6 +754,23 @@ mod tests {
             managed.alive_share(),
             periodic.alive_share()
         );
+        // The scenario's own figures: 60 lookups, half of keys and half of
+        // live ids (less those whose asker or target went away), one
+        // census per minute and one at the start.
+        for report in [&managed, &periodic] {
+            assert_eq!(report.census.len(), 11);
+            assert_eq!(report.values, scenario.values);
+            let (keys, ids) = (report.key_lookups, report.node_lookups);
+            assert!(
+                (25..=30).contains(&keys) && (20..=30).contains(&ids),
+                "{keys} {ids}"
+            );
+            assert!(report.key_lookups_nearest * 10 >= keys * 9, "{report:?}");
+            assert!(report.node_lookups_found * 10 >= ids * 9, "{report:?}");
+            assert!((0.8..=1.0).contains(&report.key_lookup_accuracy));
+            let lookup_bytes = report.kind_bytes(&[MessageKind::FindNode, MessageKind::Nodes]);
+            assert!(report.user_lookup_bytes > 0.0 && report.user_lookup_bytes <= lookup_bytes);
+        }
         // No value is lost.
         assert_eq!(managed.puts_ok, scenario.values);
         assert_eq!(managed.values_found, scenario.values);
